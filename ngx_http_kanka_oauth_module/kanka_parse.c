@@ -1,0 +1,770 @@
+
+/*
+ * Parsers for what clients and Kanka send.  Every function here is bounded
+ * by its input length and allocates nothing but yajl's own parser state.
+ */
+
+
+#include <string.h>
+#include <yajl/yajl_parse.h>
+
+#include "kanka_parse.h"
+
+
+enum {
+    KANKA_KEY_OTHER = 0,
+    KANKA_KEY_ACCESS_TOKEN,
+    KANKA_KEY_REFRESH_TOKEN,
+    KANKA_KEY_TOKEN_TYPE,
+    KANKA_KEY_EXPIRES_IN,
+    KANKA_KEY_ERROR,
+    KANKA_KEY_ERROR_DESCRIPTION,
+    KANKA_KEY_MAX
+};
+
+
+typedef struct {
+    kanka_token_t   *tok;
+    unsigned char   *scratch;
+    unsigned         depth;
+    unsigned         key;
+    unsigned         seen;          /* bit per known key */
+    unsigned         started:1;
+} kanka_token_ctx_t;
+
+
+static const char  *kanka_token_keys[KANKA_KEY_MAX] = {
+    "",
+    "access_token",
+    "refresh_token",
+    "token_type",
+    "expires_in",
+    "error",
+    "error_description"
+};
+
+
+static const char  kanka_b64url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+
+static int
+kanka_token_value(kanka_token_ctx_t *ctx, const char *what)
+{
+    /* a scalar or a container at the top level is not an object */
+
+    if (ctx->depth == 0) {
+        ctx->tok->problem = "answer is not a JSON object";
+        return 0;
+    }
+
+    if (ctx->depth > 1 || ctx->key == KANKA_KEY_OTHER) {
+        return 1;
+    }
+
+    if (ctx->seen & (1u << ctx->key)) {
+        ctx->tok->problem = "duplicate field in answer";
+        return 0;
+    }
+
+    ctx->seen |= 1u << ctx->key;
+
+    if (what != NULL) {
+        ctx->tok->problem = what;
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_token_null(void *data)
+{
+    kanka_token_ctx_t  *ctx = data;
+
+    if (!kanka_token_value(ctx, NULL)) {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_token_boolean(void *data, int value)
+{
+    kanka_token_ctx_t  *ctx = data;
+
+    (void) value;
+
+    return kanka_token_value(ctx, ctx->key == KANKA_KEY_OTHER
+                                  ? NULL : "field of a wrong type in answer");
+}
+
+
+static int
+kanka_token_integer(void *data, long long value)
+{
+    kanka_token_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1 && ctx->key == KANKA_KEY_EXPIRES_IN) {
+        if (!kanka_token_value(ctx, value < 0 ? "negative \"expires_in\""
+                                              : NULL))
+        {
+            return 0;
+        }
+
+        ctx->tok->expires_in = value;
+        return 1;
+    }
+
+    return kanka_token_value(ctx, ctx->key == KANKA_KEY_OTHER || ctx->depth > 1
+                                  ? NULL : "field of a wrong type in answer");
+}
+
+
+static int
+kanka_token_double(void *data, double value)
+{
+    kanka_token_ctx_t  *ctx = data;
+
+    (void) value;
+
+    return kanka_token_value(ctx, ctx->key == KANKA_KEY_OTHER || ctx->depth > 1
+                                  ? NULL : "field of a wrong type in answer");
+}
+
+
+static int
+kanka_token_string(void *data, const unsigned char *s, size_t len)
+{
+    kanka_str_t        *dst;
+    kanka_token_ctx_t  *ctx = data;
+
+    if (ctx->depth != 1 || ctx->key == KANKA_KEY_OTHER) {
+        return kanka_token_value(ctx, NULL);
+    }
+
+    if (ctx->key == KANKA_KEY_EXPIRES_IN) {
+        return kanka_token_value(ctx, "field of a wrong type in answer");
+    }
+
+    if (!kanka_token_value(ctx, NULL)) {
+        return 0;
+    }
+
+    switch (ctx->key) {
+
+    case KANKA_KEY_ACCESS_TOKEN:
+        dst = &ctx->tok->access_token;
+        break;
+
+    case KANKA_KEY_REFRESH_TOKEN:
+        dst = &ctx->tok->refresh_token;
+        break;
+
+    case KANKA_KEY_TOKEN_TYPE:
+        dst = &ctx->tok->token_type;
+        break;
+
+    case KANKA_KEY_ERROR:
+        dst = &ctx->tok->error;
+        break;
+
+    default: /* KANKA_KEY_ERROR_DESCRIPTION */
+        dst = &ctx->tok->error_description;
+        break;
+    }
+
+    /* decoded strings are never longer than the text they came from */
+
+    memcpy(ctx->scratch, s, len);
+    dst->data = ctx->scratch;
+    dst->len = len;
+    ctx->scratch += len;
+
+    return 1;
+}
+
+
+static int
+kanka_token_map_key(void *data, const unsigned char *key, size_t len)
+{
+    unsigned            i;
+    kanka_token_ctx_t  *ctx = data;
+
+    ctx->key = KANKA_KEY_OTHER;
+
+    if (ctx->depth != 1) {
+        return 1;
+    }
+
+    for (i = 1; i < KANKA_KEY_MAX; i++) {
+        if (strlen(kanka_token_keys[i]) == len
+            && memcmp(kanka_token_keys[i], key, len) == 0)
+        {
+            ctx->key = i;
+            break;
+        }
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_token_start(kanka_token_ctx_t *ctx, int map)
+{
+    if (ctx->depth == 0) {
+        if (ctx->started || !map) {
+            ctx->tok->problem = "answer is not a JSON object";
+            return 0;
+        }
+
+        ctx->started = 1;
+
+    } else if (ctx->depth == 1 && ctx->key != KANKA_KEY_OTHER) {
+        if (!kanka_token_value(ctx, "field of a wrong type in answer")) {
+            return 0;
+        }
+    }
+
+    if (++ctx->depth > KANKA_JSON_DEPTH_MAX) {
+        ctx->tok->problem = "answer is nested too deeply";
+        return 0;
+    }
+
+    ctx->key = KANKA_KEY_OTHER;
+
+    return 1;
+}
+
+
+static int
+kanka_token_start_map(void *data)
+{
+    return kanka_token_start(data, 1);
+}
+
+
+static int
+kanka_token_start_array(void *data)
+{
+    return kanka_token_start(data, 0);
+}
+
+
+static int
+kanka_token_end(void *data)
+{
+    kanka_token_ctx_t  *ctx = data;
+
+    ctx->depth--;
+    ctx->key = KANKA_KEY_OTHER;
+
+    return 1;
+}
+
+
+static const yajl_callbacks  kanka_token_callbacks = {
+    kanka_token_null,
+    kanka_token_boolean,
+    kanka_token_integer,
+    kanka_token_double,
+    NULL,
+    kanka_token_string,
+    kanka_token_start_map,
+    kanka_token_map_key,
+    kanka_token_end,
+    kanka_token_start_array,
+    kanka_token_end
+};
+
+
+/*
+ * Returns 0 when the answer is a well-formed token or error object,
+ * -1 with tok->problem set otherwise.  The scratch buffer must hold len
+ * bytes; the strings in tok point into it.
+ */
+
+int
+kanka_parse_token(const unsigned char *in, size_t len, unsigned char *scratch,
+    kanka_token_t *tok)
+{
+    int                 ok;
+    yajl_handle         h;
+    yajl_status         st;
+    kanka_token_ctx_t   ctx;
+
+    memset(tok, 0, sizeof(kanka_token_t));
+    tok->expires_in = -1;
+
+    memset(&ctx, 0, sizeof(kanka_token_ctx_t));
+    ctx.tok = tok;
+    ctx.scratch = scratch;
+
+    h = yajl_alloc(&kanka_token_callbacks, NULL, &ctx);
+    if (h == NULL) {
+        tok->problem = "out of memory";
+        return -1;
+    }
+
+    st = yajl_parse(h, in, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (st != yajl_status_ok || !ctx.started) {
+        if (tok->problem == NULL) {
+            tok->problem = "answer is not valid JSON";
+        }
+
+        return -1;
+    }
+
+    if (tok->error.data != NULL) {
+        return 0;
+    }
+
+    if (tok->access_token.data == NULL) {
+        tok->problem = "no \"access_token\" in answer";
+        return -1;
+    }
+
+    if (tok->token_type.len != 6
+        || strncasecmp((const char *) tok->token_type.data, "bearer", 6) != 0)
+    {
+        tok->problem = "\"token_type\" is not \"Bearer\"";
+        return -1;
+    }
+
+    if (tok->access_token.len > KANKA_ACCESS_TOKEN_MAX) {
+        tok->problem = "access token is too long";
+        return -1;
+    }
+
+    ok = kanka_token68_ok(tok->access_token.data, tok->access_token.len,
+                          KANKA_ACCESS_TOKEN_MAX);
+    if (!ok) {
+        tok->problem = "access token has characters a bearer token cannot";
+        return -1;
+    }
+
+    if (tok->refresh_token.data != NULL) {
+        size_t  i;
+
+        if (tok->refresh_token.len > KANKA_REFRESH_TOKEN_MAX) {
+            tok->problem = "refresh token is too long";
+            return -1;
+        }
+
+        for (i = 0; i < tok->refresh_token.len; i++) {
+            if (tok->refresh_token.data[i] < 0x21
+                || tok->refresh_token.data[i] > 0x7e)
+            {
+                tok->problem = "refresh token has control characters";
+                return -1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/* RFC 6750 b64token: 1*( ALPHA / DIGIT / "-._~+/" ) *"=" */
+
+int
+kanka_token68_ok(const unsigned char *p, size_t len, size_t max)
+{
+    size_t  i;
+
+    if (len == 0 || len > max) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        unsigned char  c = p[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~' || c == '+' || c == '/')
+        {
+            continue;
+        }
+
+        break;
+    }
+
+    if (i == 0) {
+        return 0;
+    }
+
+    for ( /* void */ ; i < len; i++) {
+        if (p[i] != '=') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Finds the first cookie of that name in one Cookie header value; the
+ * value is returned without surrounding quotes.
+ */
+
+int
+kanka_cookie_find(const unsigned char *hdr, size_t len,
+    const unsigned char *name, size_t name_len, kanka_str_t *value)
+{
+    const unsigned char  *p, *end, *n, *v, *ve;
+
+    p = hdr;
+    end = hdr + len;
+
+    while (p < end) {
+
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ';')) {
+            p++;
+        }
+
+        n = p;
+
+        while (p < end && *p != '=' && *p != ';') {
+            p++;
+        }
+
+        if (p == end || *p == ';') {
+            continue;
+        }
+
+        /* p points to '=' */
+
+        v = p + 1;
+        ve = v;
+
+        while (ve < end && *ve != ';') {
+            ve++;
+        }
+
+        p = ve;
+
+        if ((size_t) (v - 1 - n) != name_len
+            || memcmp(n, name, name_len) != 0)
+        {
+            continue;
+        }
+
+        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) {
+            ve--;
+        }
+
+        if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
+            v++;
+            ve--;
+        }
+
+        value->data = v;
+        value->len = ve - v;
+
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/* finds an argument in a query string; the value is still escaped */
+
+int
+kanka_query_arg(const unsigned char *args, size_t len, const char *name,
+    kanka_str_t *value)
+{
+    size_t                name_len;
+    const unsigned char  *p, *end, *a, *ae;
+
+    name_len = strlen(name);
+    p = args;
+    end = args + len;
+
+    while (p < end) {
+        a = p;
+
+        while (p < end && *p != '&') {
+            p++;
+        }
+
+        ae = p;
+
+        if (p < end) {
+            p++;
+        }
+
+        if ((size_t) (ae - a) > name_len && a[name_len] == '='
+            && memcmp(a, name, name_len) == 0)
+        {
+            value->data = a + name_len + 1;
+            value->len = ae - value->data;
+            return 1;
+        }
+
+        if ((size_t) (ae - a) == name_len && memcmp(a, name, name_len) == 0) {
+            value->data = ae;
+            value->len = 0;
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static int
+kanka_hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+/* form-style unescaping: "+" is a space, a bad "%" sequence stays as it is */
+
+size_t
+kanka_unescape(unsigned char *dst, const unsigned char *src, size_t len)
+{
+    int             hi, lo;
+    size_t          i;
+    unsigned char  *d;
+
+    d = dst;
+
+    for (i = 0; i < len; i++) {
+
+        if (src[i] == '+') {
+            *d++ = ' ';
+            continue;
+        }
+
+        if (src[i] == '%' && i + 2 < len) {
+            hi = kanka_hex(src[i + 1]);
+            lo = kanka_hex(src[i + 2]);
+
+            if (hi >= 0 && lo >= 0) {
+                *d++ = (unsigned char) (hi << 4 | lo);
+                i += 2;
+                continue;
+            }
+        }
+
+        *d++ = src[i];
+    }
+
+    return d - dst;
+}
+
+
+#define KANKA_RETURN_URL_MAX  2048
+
+/*
+ * A return URL must be a path on this origin: it starts with a single "/",
+ * and has no character a browser would drop, fold into "/" or use to end
+ * a header.
+ */
+
+int
+kanka_return_url_ok(const unsigned char *url, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > KANKA_RETURN_URL_MAX || url[0] != '/') {
+        return 0;
+    }
+
+    if (len > 1 && (url[1] == '/' || url[1] == '\\')) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (url[i] <= 0x20 || url[i] >= 0x7f || url[i] == '\\') {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+void
+kanka_id_encode(unsigned char *dst, const unsigned char *raw)
+{
+    size_t    i;
+    uint32_t  v;
+
+    /* 32 bytes: ten groups of three, then two bytes left */
+
+    for (i = 0; i + 3 <= KANKA_ID_RAW; i += 3) {
+        v = (uint32_t) raw[i] << 16 | (uint32_t) raw[i + 1] << 8 | raw[i + 2];
+        *dst++ = kanka_b64url[v >> 18 & 0x3f];
+        *dst++ = kanka_b64url[v >> 12 & 0x3f];
+        *dst++ = kanka_b64url[v >> 6 & 0x3f];
+        *dst++ = kanka_b64url[v & 0x3f];
+    }
+
+    v = (uint32_t) raw[i] << 16 | (uint32_t) raw[i + 1] << 8;
+    *dst++ = kanka_b64url[v >> 18 & 0x3f];
+    *dst++ = kanka_b64url[v >> 12 & 0x3f];
+    *dst = kanka_b64url[v >> 6 & 0x3f];
+}
+
+
+static int
+kanka_b64url_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') {
+        return c - 'A';
+    }
+
+    if (c >= 'a' && c <= 'z') {
+        return c - 'a' + 26;
+    }
+
+    if (c >= '0' && c <= '9') {
+        return c - '0' + 52;
+    }
+
+    if (c == '-') {
+        return 62;
+    }
+
+    if (c == '_') {
+        return 63;
+    }
+
+    return -1;
+}
+
+
+/* accepts only the canonical 43-character form that kanka_id_encode makes */
+
+int
+kanka_id_decode(unsigned char *raw, const unsigned char *src, size_t len)
+{
+    int       c[4];
+    size_t    i, j;
+    uint32_t  v;
+
+    if (len != KANKA_ID_LEN) {
+        return -1;
+    }
+
+    for (i = 0, j = 0; i + 4 <= KANKA_ID_LEN; i += 4, j += 3) {
+        c[0] = kanka_b64url_value(src[i]);
+        c[1] = kanka_b64url_value(src[i + 1]);
+        c[2] = kanka_b64url_value(src[i + 2]);
+        c[3] = kanka_b64url_value(src[i + 3]);
+
+        if ((c[0] | c[1] | c[2] | c[3]) < 0) {
+            return -1;
+        }
+
+        v = (uint32_t) c[0] << 18 | (uint32_t) c[1] << 12
+            | (uint32_t) c[2] << 6 | (uint32_t) c[3];
+
+        raw[j] = (unsigned char) (v >> 16);
+        raw[j + 1] = (unsigned char) (v >> 8);
+        raw[j + 2] = (unsigned char) v;
+    }
+
+    c[0] = kanka_b64url_value(src[i]);
+    c[1] = kanka_b64url_value(src[i + 1]);
+    c[2] = kanka_b64url_value(src[i + 2]);
+
+    if ((c[0] | c[1] | c[2]) < 0 || (c[2] & 0x3) != 0) {
+        return -1;
+    }
+
+    v = (uint32_t) c[0] << 18 | (uint32_t) c[1] << 12 | (uint32_t) c[2] << 6;
+
+    raw[j] = (unsigned char) (v >> 16);
+    raw[j + 1] = (unsigned char) (v >> 8);
+
+    return 0;
+}
+
+
+/*
+ * Escapes a value for a query string or a form body: everything but the
+ * unreserved characters of RFC 3986.  With dst NULL, only counts.
+ */
+
+size_t
+kanka_escape_form(unsigned char *dst, const unsigned char *src, size_t len)
+{
+    size_t          i, n;
+    unsigned char   c;
+    static const char  hex[] = "0123456789ABCDEF";
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        c = src[i];
+
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_'
+            || c == '~')
+        {
+            if (dst) {
+                dst[n] = c;
+            }
+
+            n++;
+            continue;
+        }
+
+        if (dst) {
+            dst[n] = '%';
+            dst[n + 1] = hex[c >> 4];
+            dst[n + 2] = hex[c & 0xf];
+        }
+
+        n += 3;
+    }
+
+    return n;
+}
+
+
+/* copies text from Kanka for a log line: printable ASCII only, bounded */
+
+size_t
+kanka_log_safe(unsigned char *dst, size_t size, const unsigned char *src,
+    size_t len)
+{
+    size_t  i;
+
+    if (len > size) {
+        len = size;
+    }
+
+    for (i = 0; i < len; i++) {
+        dst[i] = (src[i] >= 0x20 && src[i] < 0x7f && src[i] != '"')
+                 ? src[i] : '?';
+    }
+
+    return len;
+}

@@ -1,0 +1,484 @@
+
+/*
+ * The shared-memory store: a red-black tree of records keyed by the first
+ * bytes of their ids, and a queue from the most to the least recently used.
+ * All work happens under the slab pool's own mutex, which the master frees
+ * when a worker dies holding it.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+
+#include "ngx_http_kanka_oauth_store.h"
+
+
+#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4101    /* layout version */
+#define NGX_HTTP_KANKA_OAUTH_LOG_EVERY  60
+
+
+struct ngx_http_kanka_oauth_shctx_s {
+    ngx_rbtree_t                    rbtree;
+    ngx_rbtree_node_t               sentinel;
+    ngx_queue_t                     queue;
+    ngx_uint_t                      magic;
+    ngx_uint_t                      records;
+    ngx_uint_t                      evicted;
+    time_t                          evict_logged;
+};
+
+
+typedef struct {
+    ngx_rbtree_node_t               node;
+    ngx_queue_t                     queue;
+    u_char                          kind;
+    u_char                          id[KANKA_ID_RAW];
+    time_t                          created;
+    time_t                          expires;
+    time_t                          token_expires;
+    uint16_t                        len[NGX_HTTP_KANKA_OAUTH_NFIELDS];
+    u_char                          data[1];
+} ngx_http_kanka_oauth_node_t;
+
+
+static void ngx_http_kanka_oauth_rbtree_insert_value(
+    ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
+    ngx_rbtree_node_t *sentinel);
+static ngx_http_kanka_oauth_node_t *ngx_http_kanka_oauth_lookup(
+    ngx_http_kanka_oauth_zone_t *zone, u_char *id);
+static void ngx_http_kanka_oauth_expire(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_uint_t n);
+static void ngx_http_kanka_oauth_remove(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_http_kanka_oauth_node_t *kn);
+static ngx_uint_t ngx_http_kanka_oauth_equal(const u_char *a, const u_char *b,
+    size_t len);
+
+
+ngx_int_t
+ngx_http_kanka_oauth_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_kanka_oauth_zone_t  *ozone = data;
+
+    size_t                        len;
+    ngx_http_kanka_oauth_zone_t  *zone;
+
+    zone = shm_zone->data;
+
+    if (ozone) {
+        zone->sh = ozone->sh;
+        zone->shpool = ozone->shpool;
+        return NGX_OK;
+    }
+
+    zone->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        zone->sh = zone->shpool->data;
+        return NGX_OK;
+    }
+
+    zone->sh = ngx_slab_alloc(zone->shpool,
+                              sizeof(ngx_http_kanka_oauth_shctx_t));
+    if (zone->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->shpool->data = zone->sh;
+
+    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
+                    ngx_http_kanka_oauth_rbtree_insert_value);
+    ngx_queue_init(&zone->sh->queue);
+
+    zone->sh->magic = NGX_HTTP_KANKA_OAUTH_MAGIC;
+    zone->sh->records = 0;
+    zone->sh->evicted = 0;
+    zone->sh->evict_logged = 0;
+
+    len = sizeof(" in kanka_oauth zone \"\"") + shm_zone->shm.name.len;
+
+    zone->shpool->log_ctx = ngx_slab_alloc(zone->shpool, len);
+    if (zone->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(zone->shpool->log_ctx, " in kanka_oauth zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is handled by eviction, not worth a line per allocation */
+
+    zone->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+size_t
+ngx_http_kanka_oauth_store_node_size(ngx_http_kanka_oauth_record_t *rec)
+{
+    size_t      size;
+    ngx_uint_t  i;
+
+    size = offsetof(ngx_http_kanka_oauth_node_t, data);
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+        size += rec->field[i].len;
+    }
+
+    return size;
+}
+
+
+ngx_int_t
+ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_http_kanka_oauth_record_t *rec, ngx_log_t *log)
+{
+    size_t                        size;
+    u_char                       *p;
+    time_t                        now;
+    ngx_uint_t                    i, evicted;
+    ngx_queue_t                  *q;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+        if (rec->field[i].len > 0xffff) {
+            return NGX_ERROR;
+        }
+    }
+
+    size = ngx_http_kanka_oauth_store_node_size(rec);
+    now = ngx_time();
+    evicted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (zone->sh->magic != NGX_HTTP_KANKA_OAUTH_MAGIC) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "kanka_oauth zone \"%V\" has an unknown layout",
+                      &zone->name);
+        return NGX_ERROR;
+    }
+
+    ngx_http_kanka_oauth_expire(zone, 2);
+
+    for ( ;; ) {
+        kn = ngx_slab_alloc_locked(zone->shpool, size);
+
+        if (kn != NULL) {
+            break;
+        }
+
+        if (ngx_queue_empty(&zone->sh->queue)) {
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            ngx_log_error(NGX_LOG_ALERT, log, 0,
+                          "kanka_oauth zone \"%V\" cannot hold a record "
+                          "of %uz bytes", &zone->name, size);
+            return NGX_ERROR;
+        }
+
+        q = ngx_queue_last(&zone->sh->queue);
+        ngx_http_kanka_oauth_remove(zone,
+                      ngx_queue_data(q, ngx_http_kanka_oauth_node_t, queue));
+        evicted++;
+    }
+
+    kn->kind = (u_char) rec->kind;
+    ngx_memcpy(kn->id, rec->id, KANKA_ID_RAW);
+    kn->created = rec->created;
+    kn->expires = rec->expires;
+    kn->token_expires = rec->token_expires;
+
+    p = kn->data;
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+        kn->len[i] = (uint16_t) rec->field[i].len;
+        p = ngx_cpymem(p, rec->field[i].data, rec->field[i].len);
+    }
+
+    ngx_memcpy(&kn->node.key, kn->id, sizeof(ngx_rbtree_key_t));
+
+    ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
+    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+    zone->sh->records++;
+
+    if (evicted) {
+        zone->sh->evicted += evicted;
+
+        if (now - zone->sh->evict_logged < NGX_HTTP_KANKA_OAUTH_LOG_EVERY) {
+            evicted = 0;
+
+        } else {
+            zone->sh->evict_logged = now;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (evicted) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "kanka_oauth zone \"%V\" is full, least recently used "
+                      "records evicted", &zone->name);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_http_kanka_oauth_record_t *rec, ngx_http_kanka_oauth_get_t *how,
+    ngx_pool_t *pool)
+{
+    size_t                        size;
+    u_char                       *p, *src;
+    time_t                        now;
+    ngx_uint_t                    i;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    now = ngx_time();
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    kn = ngx_http_kanka_oauth_lookup(zone, rec->id);
+
+    if (kn == NULL || kn->kind != rec->kind) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    if (kn->expires < now || (how->deadline && kn->created + how->deadline
+                                               < now))
+    {
+        ngx_http_kanka_oauth_remove(zone, kn);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    rec->created = kn->created;
+    rec->token_expires = kn->token_expires;
+
+    if (how->idle) {
+        kn->expires = now + how->idle;
+
+        if (how->deadline && kn->expires > kn->created + how->deadline) {
+            kn->expires = kn->created + how->deadline;
+        }
+
+        if (!how->take && ngx_queue_prev(&kn->queue)
+                          != ngx_queue_sentinel(&zone->sh->queue))
+        {
+            ngx_queue_remove(&kn->queue);
+            ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+        }
+    }
+
+    rec->expires = kn->expires;
+
+    size = how->reserve;
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+        if (how->fields & (1 << i)) {
+            size += kn->len[i];
+        }
+    }
+
+    p = ngx_pnalloc(pool, size);
+    if (p == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    p += how->reserve;
+    src = kn->data;
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+
+        if (how->fields & (1 << i)) {
+            rec->field[i].data = p;
+            rec->field[i].len = kn->len[i];
+            p = ngx_cpymem(p, src, kn->len[i]);
+
+        } else {
+            rec->field[i].len = 0;
+            rec->field[i].data = NULL;
+        }
+
+        src += kn->len[i];
+    }
+
+    if (how->take) {
+        ngx_http_kanka_oauth_remove(zone, kn);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_kanka_oauth_store_delete(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_uint_t kind, u_char *id)
+{
+    ngx_int_t                     rc;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    kn = ngx_http_kanka_oauth_lookup(zone, id);
+
+    if (kn != NULL && kn->kind == kind) {
+        ngx_http_kanka_oauth_remove(zone, kn);
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+/*
+ * The tree is searched by the selector half of an id only, so the time a
+ * lookup takes says nothing about the verifier half, which is compared in
+ * constant time.
+ */
+
+static ngx_http_kanka_oauth_node_t *
+ngx_http_kanka_oauth_lookup(ngx_http_kanka_oauth_zone_t *zone, u_char *id)
+{
+    ngx_int_t                     rc;
+    ngx_rbtree_key_t              key;
+    ngx_rbtree_node_t            *node, *sentinel;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    ngx_memcpy(&key, id, sizeof(ngx_rbtree_key_t));
+
+    node = zone->sh->rbtree.root;
+    sentinel = zone->sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        kn = (ngx_http_kanka_oauth_node_t *) node;
+
+        rc = ngx_memcmp(id, kn->id, NGX_HTTP_KANKA_OAUTH_SELECTOR);
+
+        if (rc == 0) {
+            if (ngx_http_kanka_oauth_equal(id + NGX_HTTP_KANKA_OAUTH_SELECTOR,
+                                       kn->id + NGX_HTTP_KANKA_OAUTH_SELECTOR,
+                                       KANKA_ID_RAW
+                                       - NGX_HTTP_KANKA_OAUTH_SELECTOR))
+            {
+                return kn;
+            }
+
+            return NULL;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_kanka_oauth_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t            **p;
+    ngx_http_kanka_oauth_node_t   *kn, *knt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            kn = (ngx_http_kanka_oauth_node_t *) node;
+            knt = (ngx_http_kanka_oauth_node_t *) temp;
+
+            p = (ngx_memcmp(kn->id, knt->id, NGX_HTTP_KANKA_OAUTH_SELECTOR)
+                 < 0) ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+/* drops at most n expired records from the cold end of the queue */
+
+static void
+ngx_http_kanka_oauth_expire(ngx_http_kanka_oauth_zone_t *zone, ngx_uint_t n)
+{
+    time_t                        now;
+    ngx_queue_t                  *q;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    now = ngx_time();
+
+    while (n-- && !ngx_queue_empty(&zone->sh->queue)) {
+        q = ngx_queue_last(&zone->sh->queue);
+        kn = ngx_queue_data(q, ngx_http_kanka_oauth_node_t, queue);
+
+        if (kn->expires >= now) {
+            return;
+        }
+
+        ngx_http_kanka_oauth_remove(zone, kn);
+    }
+}
+
+
+static void
+ngx_http_kanka_oauth_remove(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_http_kanka_oauth_node_t *kn)
+{
+    ngx_queue_remove(&kn->queue);
+    ngx_rbtree_delete(&zone->sh->rbtree, &kn->node);
+    ngx_slab_free_locked(zone->shpool, kn);
+    zone->sh->records--;
+}
+
+
+static ngx_uint_t
+ngx_http_kanka_oauth_equal(const u_char *a, const u_char *b, size_t len)
+{
+    u_char  diff;
+    size_t  i;
+
+    diff = 0;
+
+    for (i = 0; i < len; i++) {
+        diff |= a[i] ^ b[i];
+    }
+
+    return diff == 0;
+}

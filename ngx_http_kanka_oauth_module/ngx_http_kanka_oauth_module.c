@@ -110,13 +110,15 @@ static ngx_int_t ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r,
     ngx_str_t *name, u_char *raw);
 static ngx_int_t ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *raw,
-    time_t max_age, ngx_uint_t lax);
+    time_t max_age, ngx_uint_t login);
 static ngx_int_t ngx_http_kanka_oauth_set_authorization(ngx_http_request_t *r,
     ngx_str_t *value);
 static ngx_int_t ngx_http_kanka_oauth_redirect(ngx_http_request_t *r,
     ngx_str_t *location);
 static ngx_int_t ngx_http_kanka_oauth_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *text);
+static ngx_uint_t ngx_http_kanka_oauth_error_page(ngx_http_request_t *r,
+    ngx_uint_t status);
 static ngx_int_t ngx_http_kanka_oauth_send(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, ngx_str_t *body);
 static ngx_int_t ngx_http_kanka_oauth_redirect_uri(ngx_http_request_t *r,
@@ -496,9 +498,7 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
 {
     size_t                          len;
     u_char                         *p;
-    ngx_int_t                       rc;
     ngx_str_t                       location, redirect_uri;
-    ngx_uint_t                      new_binding;
     u_char                          state[KANKA_ID_LEN];
     u_char                          verifier[KANKA_ID_LEN];
     u_char                          challenge[KANKA_ID_LEN];
@@ -515,16 +515,11 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    new_binding = 0;
-
     if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, binding)
-        != NGX_OK)
+        != NGX_OK
+        && ngx_http_kanka_oauth_random(r, binding, KANKA_ID_RAW) != NGX_OK)
     {
-        if (ngx_http_kanka_oauth_random(r, binding, KANKA_ID_RAW) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        new_binding = 1;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
@@ -612,14 +607,13 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
 
     location.len = p - location.data;
 
-    if (new_binding) {
-        rc = ngx_http_kanka_oauth_set_cookie(r, klcf, &klcf->binding_name,
-                                             binding,
-                                             NGX_HTTP_KANKA_OAUTH_LOGIN_TTL,
-                                             1);
-        if (rc != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    /* set again each time, so that it outlives the newest login */
+
+    if (ngx_http_kanka_oauth_set_cookie(r, klcf, &klcf->binding_name, binding,
+                                        NGX_HTTP_KANKA_OAUTH_LOGIN_TTL, 1)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -633,11 +627,10 @@ static ngx_int_t
 ngx_http_kanka_oauth_unauthorized(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf)
 {
-    size_t                     len;
-    u_char                    *p;
-    ngx_str_t                  body;
-    ngx_table_elt_t           *h;
-    ngx_http_core_loc_conf_t  *clcf;
+    size_t            len;
+    u_char           *p;
+    ngx_str_t         body;
+    ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
     if (h == NULL) {
@@ -652,10 +645,7 @@ ngx_http_kanka_oauth_unauthorized(ngx_http_request_t *r,
 #endif
     r->headers_out.www_authenticate = h;
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->satisfy == NGX_HTTP_SATISFY_ANY) {
-        /* let the other access modules have their say */
+    if (ngx_http_kanka_oauth_error_page(r, NGX_HTTP_UNAUTHORIZED)) {
         return NGX_HTTP_UNAUTHORIZED;
     }
 
@@ -711,23 +701,15 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
         return NGX_HTTP_NOT_ALLOWED;
     }
 
-    ngx_http_kanka_oauth_hide_args(r);
-
-    rc = ngx_http_kanka_oauth_arg(r, "state", &state);
-    if (rc == NGX_ERROR) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ngx_http_kanka_oauth_arg(r, "code", &code) == NGX_ERROR
-        || ngx_http_kanka_oauth_arg(r, "error", &error) == NGX_ERROR)
+    if (ngx_http_kanka_oauth_arg(r, "state", &state) == NGX_ERROR
+        || ngx_http_kanka_oauth_arg(r, "code", &code) == NGX_ERROR
+        || ngx_http_kanka_oauth_arg(r, "error", &error) == NGX_ERROR
+        || ngx_http_kanka_oauth_arg(r, "return", &ret) == NGX_ERROR)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (state.data == NULL && code.data == NULL && error.data == NULL) {
-        if (ngx_http_kanka_oauth_arg(r, "return", &ret) == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
 
         if (ret.data == NULL) {
             ret = ngx_http_kanka_oauth_root;
@@ -735,6 +717,8 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
 
         return ngx_http_kanka_oauth_login(r, klcf, &ret, 0);
     }
+
+    ngx_http_kanka_oauth_hide_args(r);
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_kanka_oauth_module);
 
@@ -1265,7 +1249,7 @@ ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r, ngx_str_t *name,
 static ngx_int_t
 ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *raw,
-    time_t max_age, ngx_uint_t lax)
+    time_t max_age, ngx_uint_t login)
 {
     size_t            len;
     u_char           *p;
@@ -1317,7 +1301,18 @@ ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
     p = ngx_sprintf(p, "; Max-Age=%T", max_age);
 
     p = ngx_cpymem(p, "; Path=", sizeof("; Path=") - 1);
-    p = ngx_cpymem(p, klcf->cookie_path.data, klcf->cookie_path.len);
+
+    /*
+     * the login cookie must come back to the callback, wherever it is, and
+     * on the top-level navigation from Kanka
+     */
+
+    if (login) {
+        *p++ = '/';
+
+    } else {
+        p = ngx_cpymem(p, klcf->cookie_path.data, klcf->cookie_path.len);
+    }
 
     if (klcf->cookie_domain.len) {
         p = ngx_cpymem(p, "; Domain=", sizeof("; Domain=") - 1);
@@ -1327,9 +1322,7 @@ ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
     p = ngx_cpymem(p, "; HttpOnly; SameSite=",
                    sizeof("; HttpOnly; SameSite=") - 1);
 
-    /* the login cookie must come back on the top-level return from Kanka */
-
-    if (lax) {
+    if (login) {
         p = ngx_cpymem(p, "Lax", 3);
 
     } else {
@@ -1421,11 +1414,8 @@ static ngx_int_t
 ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *text)
 {
-    u_char                    *p;
-    ngx_str_t                  body, *line;
-    ngx_uint_t                 i;
-    ngx_http_err_page_t       *err_page;
-    ngx_http_core_loc_conf_t  *clcf;
+    u_char     *p;
+    ngx_str_t   body, *line;
 
     static ngx_str_t  lines[] = {
         ngx_string("400 Bad Request"),
@@ -1435,16 +1425,8 @@ ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
         ngx_string("504 Gateway Time-out")
     };
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
-
-    if (clcf->error_pages) {
-        err_page = clcf->error_pages->elts;
-
-        for (i = 0; i < clcf->error_pages->nelts; i++) {
-            if ((ngx_uint_t) err_page[i].status == status) {
-                return status;
-            }
-        }
+    if (ngx_http_kanka_oauth_error_page(r, status)) {
+        return status;
     }
 
     switch (status) {
@@ -1482,6 +1464,31 @@ ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
 
     return ngx_http_kanka_oauth_send(r, status, &ngx_http_kanka_oauth_html,
                                      &body);
+}
+
+
+static ngx_uint_t
+ngx_http_kanka_oauth_error_page(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->error_pages == NULL) {
+        return 0;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if ((ngx_uint_t) err_page[i].status == status) {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -1589,37 +1596,57 @@ ngx_http_kanka_oauth_redirect_uri(ngx_http_request_t *r,
 
 
 /*
- * The callback's query holds a code and a state: they are cut from the
- * request line that nginx writes to the error and access logs.
+ * The callback's query holds a code and a state.  Once read, they are cut
+ * from the request line, $request_uri and $args, which logs show.
  */
 
 static void
 ngx_http_kanka_oauth_hide_args(ngx_http_request_t *r)
 {
-    u_char     *p, *start, *end;
-    ngx_str_t   line;
+    u_char     *p, *start, *end, *args;
+    size_t      len;
+    ngx_str_t   line, uri;
 
     start = r->request_line.data;
     end = start + r->request_line.len;
+    args = r->args.data;
+    len = r->args.len;
 
-    if (r->args.len == 0 || r->args.data < start
-        || r->args.data + r->args.len > end)
-    {
+    ngx_str_set(&r->args, "...");
+
+    if (len == 0 || args < start || args + len > end) {
         return;
     }
 
-    line.len = r->request_line.len - r->args.len + 3;
+    line.len = r->request_line.len - len + 3;
     line.data = ngx_pnalloc(r->pool, line.len);
     if (line.data == NULL) {
         return;
     }
 
-    p = ngx_cpymem(line.data, start, r->args.data - start);
+    p = ngx_cpymem(line.data, start, args - start);
     p = ngx_cpymem(p, "...", 3);
-    ngx_memcpy(p, r->args.data + r->args.len,
-               end - (r->args.data + r->args.len));
+    ngx_memcpy(p, args + len, end - (args + len));
 
     r->request_line = line;
+
+    if (r->unparsed_uri.data < start || args + len > end
+        || args < r->unparsed_uri.data)
+    {
+        return;
+    }
+
+    uri.len = args - r->unparsed_uri.data + 3;
+    uri.data = ngx_pnalloc(r->pool, uri.len);
+    if (uri.data == NULL) {
+        return;
+    }
+
+    ngx_memcpy(ngx_cpymem(uri.data, r->unparsed_uri.data,
+                          args - r->unparsed_uri.data),
+               "...", 3);
+
+    r->unparsed_uri = uri;
 }
 
 
@@ -2399,17 +2426,29 @@ ngx_http_kanka_oauth_trusted_certificate(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t
 ngx_http_kanka_oauth_init(ngx_conf_t *cf)
 {
+    ngx_array_t                *handlers;
     ngx_http_handler_pt        *h;
     ngx_http_core_main_conf_t  *cmcf;
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    /*
+     * access handlers run from the last pushed to the first: at the head of
+     * the array the gate runs after allow, deny and auth_basic, so that with
+     * "satisfy any" they can let a request in before a login is asked for
+     */
+
+    handlers = &cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers;
+
+    h = ngx_array_push(handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_kanka_oauth_handler;
+    h = handlers->elts;
+    ngx_memmove(&h[1], &h[0],
+                (handlers->nelts - 1) * sizeof(ngx_http_handler_pt));
+    h[0] = ngx_http_kanka_oauth_handler;
 
     ngx_http_kanka_oauth_authorization_hash =
                         ngx_hash_key((u_char *) "authorization",

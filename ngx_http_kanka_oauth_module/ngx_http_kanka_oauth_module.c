@@ -1982,8 +1982,8 @@ ngx_http_kanka_oauth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (p == NULL || p == value[1].data) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone \"%V\", expected name:size",
-                           &value[1]);
+                           "invalid zone \"%V\" in \"%V\" directive, "
+                           "expected name:size", &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -1997,20 +1997,23 @@ ngx_http_kanka_oauth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (size == NGX_ERROR) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid zone size \"%V\"", &value[1]);
+                           "invalid zone size \"%V\" in \"%V\" directive",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
     if (size < (ssize_t) (8 * ngx_pagesize)) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "zone \"%V\" is too small", &value[1]);
+                           "zone \"%V\" in \"%V\" directive is too small",
+                           &value[1], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
     if (cf->args->nelts > 2) {
         /* TODO: redis=, the store shared by several hosts */
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid parameter \"%V\"", &value[2]);
+                           "invalid parameter \"%V\" in \"%V\" directive",
+                           &value[2], &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -2027,7 +2030,8 @@ ngx_http_kanka_oauth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     if (shm_zone->data) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "duplicate zone \"%V\"", &name);
+                           "duplicate zone \"%V\" in \"%V\" directive",
+                           &name, &cmd->name);
         return NGX_CONF_ERROR;
     }
 
@@ -2198,8 +2202,9 @@ ngx_http_kanka_oauth_set_uri(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid value \"%V\"",
-                       &value[1]);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\" in \"%V\" directive",
+                       &value[1], &cmd->name);
 
     return NGX_CONF_ERROR;
 }
@@ -2251,8 +2256,8 @@ ngx_http_kanka_oauth_set_url(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid URL \"%V\", expected http:// or https:// "
-                       "and a host", &value[1]);
+                       "invalid URL \"%V\" in \"%V\" directive, expected "
+                       "http:// or https:// and a host", &value[1], &cmd->name);
 
     return NGX_CONF_ERROR;
 }
@@ -2355,14 +2360,16 @@ ngx_http_kanka_oauth_cookie(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
 invalid:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid parameter \"%V\"",
-                       &value[i]);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid parameter \"%V\" in \"%V\" directive",
+                       &value[i], &cmd->name);
     return NGX_CONF_ERROR;
 
 invalid_name:
 
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid cookie name \"%V\"",
-                       &value[1]);
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid cookie name \"%V\" in \"%V\" directive",
+                       &value[1], &cmd->name);
     return NGX_CONF_ERROR;
 }
 

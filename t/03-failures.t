@@ -259,7 +259,12 @@ $kanka->set(authorize_mode => 'approve');
     # the state was issued to one browser; another presents it
 
     my ($alice, $callback) = to_callback('/alice');
+
+    # a browser with a login cookie of its own
+
     my $mallory = $t->browser(port => $port);
+    $mallory->get('/mallory');
+    ok($mallory->cookie('kanka_session_login'), 'the other browser has a login');
 
     my $from = length $t->error_log();
     my $r = $mallory->get($callback);

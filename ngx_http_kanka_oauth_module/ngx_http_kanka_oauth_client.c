@@ -258,8 +258,6 @@ ngx_http_kanka_oauth_call_start(ngx_http_kanka_oauth_call_t *call)
         ngx_log_error(NGX_LOG_ALERT, call->log, 0,
                       "kanka_oauth: curl_multi_add_handle() failed: %s",
                       curl_multi_strerror(mc));
-        call->running = 0;
-        ngx_queue_remove(&call->queue);
         ngx_http_kanka_oauth_call_release(call);
         return NGX_ERROR;
     }
@@ -271,37 +269,38 @@ ngx_http_kanka_oauth_call_start(ngx_http_kanka_oauth_call_t *call)
 void
 ngx_http_kanka_oauth_call_cancel(ngx_http_kanka_oauth_call_t *call)
 {
-    ngx_http_kanka_oauth_client_t  *cl;
-
     if (!call->running) {
         return;
     }
 
-    cl = ngx_http_kanka_oauth_client;
-
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, call->log, 0,
                    "kanka_oauth: call cancelled");
 
-    curl_multi_remove_handle(cl->multi, call->easy);
-
-    call->running = 0;
-    ngx_queue_remove(&call->queue);
     ngx_http_kanka_oauth_call_release(call);
-
-    if (ngx_queue_empty(&cl->calls)) {
-        cl->timer.cancelable = 1;
-    }
 }
 
 
 static void
 ngx_http_kanka_oauth_call_release(ngx_http_kanka_oauth_call_t *call)
 {
+    ngx_http_kanka_oauth_client_t  *cl;
+
+    cl = ngx_http_kanka_oauth_client;
+
+    (void) curl_multi_remove_handle(cl->multi, call->easy);
+
     curl_easy_cleanup(call->easy);
     curl_slist_free_all(call->headers);
 
     call->easy = NULL;
     call->headers = NULL;
+    call->running = 0;
+
+    ngx_queue_remove(&call->queue);
+
+    if (ngx_queue_empty(&cl->calls)) {
+        cl->timer.cancelable = 1;
+    }
 }
 
 
@@ -664,23 +663,12 @@ static void
 ngx_http_kanka_oauth_call_done(ngx_http_kanka_oauth_call_t *call,
     CURLcode code)
 {
-    long                            status;
-    ngx_http_kanka_oauth_client_t  *cl;
-
-    cl = ngx_http_kanka_oauth_client;
+    long  status;
 
     status = 0;
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
 
-    curl_multi_remove_handle(cl->multi, call->easy);
-
-    call->running = 0;
-    ngx_queue_remove(&call->queue);
     ngx_http_kanka_oauth_call_release(call);
-
-    if (ngx_queue_empty(&cl->calls)) {
-        cl->timer.cancelable = 1;
-    }
 
     call->status = (ngx_uint_t) status;
 

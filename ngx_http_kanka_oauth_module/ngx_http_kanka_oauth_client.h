@@ -21,14 +21,15 @@
 
 typedef struct ngx_http_kanka_oauth_call_s  ngx_http_kanka_oauth_call_t;
 
-typedef void (*ngx_http_kanka_oauth_call_pt)(ngx_http_kanka_oauth_call_t *call);
+typedef void (*ngx_http_kanka_oauth_call_pt)(
+    ngx_http_kanka_oauth_call_t *call);
 
 
 struct ngx_http_kanka_oauth_call_s {
     /* set by the caller; strings are null-terminated */
     ngx_str_t                       url;
     ngx_str_t                       body;        /* POST when not empty */
-    ngx_str_t                       bearer;      /* "Authorization: Bearer ..." */
+    ngx_str_t                       bearer;      /* a whole header line */
     ngx_str_t                       ca_file;
     ngx_msec_t                      timeout;
     size_t                          max_size;

@@ -767,6 +767,7 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     }
 
     retried = rec->field[NGX_HTTP_KANKA_OAUTH_RETRY].len != 0;
+    ret = rec->field[NGX_HTTP_KANKA_OAUTH_RETURN];
     binding = rec->field[NGX_HTTP_KANKA_OAUTH_BINDING].data;
 
     if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, raw)
@@ -785,8 +786,7 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kanka_oauth: callback with a state issued to another "
                       "browser, login restarted");
-        return ngx_http_kanka_oauth_login(r, klcf,
-                                    &rec->field[NGX_HTTP_KANKA_OAUTH_RETURN], 1);
+        return ngx_http_kanka_oauth_login(r, klcf, &ret, 1);
     }
 
     if (error.data != NULL) {
@@ -817,8 +817,7 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kanka_oauth: callback without a usable code, "
                       "login restarted");
-        return ngx_http_kanka_oauth_login(r, klcf,
-                                    &rec->field[NGX_HTTP_KANKA_OAUTH_RETURN], 1);
+        return ngx_http_kanka_oauth_login(r, klcf, &ret, 1);
     }
 
     return ngx_http_kanka_oauth_exchange(r, klcf, ctx, &code);

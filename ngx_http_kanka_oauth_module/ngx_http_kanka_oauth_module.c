@@ -64,6 +64,7 @@ typedef struct {
 
     time_t                       session_timeout;
     time_t                       session_lifetime;
+    time_t                       refresh_before;
     ngx_flag_t                   pass_token;
     ngx_msec_t                   timeout;
     ngx_flag_t                   ssl_verify;
@@ -75,10 +76,16 @@ typedef struct {
 typedef struct {
     ngx_http_kanka_oauth_call_t     *call;
     ngx_http_kanka_oauth_record_t    login;
+    ngx_http_kanka_oauth_record_t    session;
     ngx_str_t                        token;
     ngx_str_t                        bearer;
     ngx_int_t                        rc;
+    ngx_event_t                      timer;       /* waits for a refresh */
+    ngx_msec_t                       deadline;
     unsigned                         waiting:1;
+    unsigned                         refreshing:1;
+    unsigned                         polling:1;
+    unsigned                         cleanup:1;
     unsigned                         done:1;
     unsigned                         authenticated:1;
 } ngx_http_kanka_oauth_ctx_t;
@@ -87,6 +94,27 @@ typedef struct {
 static ngx_int_t ngx_http_kanka_oauth_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_anonymous(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_str_t *token, size_t reserved);
+static ngx_int_t ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static void ngx_http_kanka_oauth_poll(ngx_event_t *ev);
+static ngx_int_t ngx_http_kanka_oauth_token_call(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_str_t *body);
+static ngx_int_t ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_call_t *call, kanka_token_t *tok,
+    ngx_uint_t refresh);
+static ngx_int_t ngx_http_kanka_oauth_add_cleanup(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_ctx_t *ctx);
+static void ngx_http_kanka_oauth_resume(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kanka_oauth_login(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *return_url,
     ngx_uint_t retried);
@@ -97,7 +125,7 @@ static ngx_int_t ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
 static ngx_int_t ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
     ngx_str_t *code);
-static void ngx_http_kanka_oauth_exchange_done(
+static void ngx_http_kanka_oauth_call_done(
     ngx_http_kanka_oauth_call_t *call);
 static void ngx_http_kanka_oauth_cleanup(void *data);
 static ngx_int_t ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
@@ -266,6 +294,13 @@ static ngx_command_t  ngx_http_kanka_oauth_commands[] = {
       offsetof(ngx_http_kanka_oauth_loc_conf_t, session_lifetime),
       NULL },
 
+    { ngx_string("kanka_oauth_refresh_before"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kanka_oauth_loc_conf_t, refresh_before),
+      NULL },
+
     { ngx_string("kanka_oauth_pass_token"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -373,17 +408,30 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
     ctx = ngx_http_get_module_ctx(r, ngx_http_kanka_oauth_module);
 
     if (ctx != NULL) {
+
+        /* back here while waiting, or once a call or a wait is over */
+
         if (ctx->waiting) {
             return NGX_AGAIN;
-        }
-
-        if (ctx->call != NULL) {
-            return ngx_http_kanka_oauth_exchanged(r, klcf, ctx);
         }
 
         if (ctx->done) {
             return ctx->rc;
         }
+
+        if (ctx->call != NULL) {
+            rc = ctx->refreshing ? ngx_http_kanka_oauth_refreshed(r, klcf, ctx)
+                                 : ngx_http_kanka_oauth_exchanged(r, klcf, ctx);
+
+        } else {
+            rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
+
+            if (rc == NGX_DECLINED) {
+                rc = ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+            }
+        }
+
+        goto done;
     }
 
     if (r->uri.len == klcf->redirect_path.len
@@ -402,30 +450,96 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kanka_oauth_ctx_t));
     if (ctx == NULL) {
-        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_kanka_oauth_ctx_t));
-        if (ctx == NULL) {
-            return NGX_ERROR;
-        }
-
-        ngx_http_set_ctx(r, ctx, ngx_http_kanka_oauth_module);
+        return NGX_ERROR;
     }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_kanka_oauth_module);
 
     rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
 
-    if (rc == NGX_OK) {
-        ctx->done = 1;
-        ctx->rc = NGX_OK;
-        return NGX_OK;
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
     }
 
-    if (rc != NGX_DECLINED) {
+done:
+
+    if (rc != NGX_AGAIN) {
+        ctx->done = 1;
+        ctx->rc = rc;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The valid-session path: one lock hold, one copy of the token.  The same
+ * hold takes the refresh lease when the token is about to expire.
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_session(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ngx_int_t                       rc;
+    ngx_http_kanka_oauth_get_t      how;
+    ngx_http_kanka_oauth_record_t  *rec;
+
+    rec = &ctx->session;
+    rec->kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+
+    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, rec->id)
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    how.idle = klcf->session_timeout;
+    how.deadline = klcf->session_lifetime;
+    how.fields = 1 << NGX_HTTP_KANKA_OAUTH_ACCESS;
+    how.reserve = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
+    how.take = 0;
+    how.refresh_at = ngx_time() + klcf->refresh_before;
+    how.lease = klcf->timeout + 1000;
+
+    rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
+
+    if (rc != NGX_OK) {
         return rc;
     }
 
+    switch (rec->refresh) {
+
+    case NGX_HTTP_KANKA_OAUTH_MINE:
+        return ngx_http_kanka_oauth_refresh(r, klcf, ctx);
+
+    case NGX_HTTP_KANKA_OAUTH_BUSY:
+        return ngx_http_kanka_oauth_wait(r, klcf, ctx);
+
+    case NGX_HTTP_KANKA_OAUTH_STALE:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kanka_oauth: access token expired and its refresh "
+                      "failed a moment ago");
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "Kanka could not renew the login just now. Please try "
+                   "again in a moment.");
+    }
+
+    return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
+                                 &rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                                 how.reserve);
+}
+
+
+/* no session: let it through, send it to Kanka, or answer 401 */
+
+static ngx_int_t
+ngx_http_kanka_oauth_anonymous(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
     if (klcf->mode == NGX_HTTP_KANKA_OAUTH_OPTIONAL) {
-        ctx->done = 1;
-        ctx->rc = NGX_OK;
         return NGX_OK;
     }
 
@@ -437,44 +551,36 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
 }
 
 
-/* the valid-session path: one lock hold, one copy of the token */
+/* "reserved" bytes before the token are free for "Bearer " */
 
 static ngx_int_t
-ngx_http_kanka_oauth_session(ngx_http_request_t *r,
-    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_str_t *token, size_t reserved)
 {
-    u_char                         *p;
-    ngx_int_t                       rc;
-    ngx_http_kanka_oauth_get_t      how;
-    ngx_http_kanka_oauth_record_t   rec;
+    u_char  *p;
+    size_t   len;
 
-    rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+    len = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
 
-    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, rec.id)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
+    if (reserved >= len) {
+        p = token->data - len;
+
+    } else {
+        p = ngx_pnalloc(r->pool, len + token->len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p + len, token->data, token->len);
     }
 
-    how.idle = klcf->session_timeout;
-    how.deadline = klcf->session_lifetime;
-    how.fields = 1 << NGX_HTTP_KANKA_OAUTH_ACCESS;
-    how.reserve = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
-    how.take = 0;
-
-    rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, &rec, &how, r->pool);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    ctx->token = rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS];
-
-    p = ctx->token.data - how.reserve;
-    ngx_memcpy(p, NGX_HTTP_KANKA_OAUTH_BEARER, how.reserve);
+    ngx_memcpy(p, NGX_HTTP_KANKA_OAUTH_BEARER, len);
 
     ctx->bearer.data = p;
-    ctx->bearer.len = how.reserve + ctx->token.len;
+    ctx->bearer.len = len + token->len;
+    ctx->token.data = p + len;
+    ctx->token.len = token->len;
     ctx->authenticated = 1;
 
     if (klcf->pass_token) {
@@ -482,6 +588,235 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The lease is ours: exchange the refresh token.  Kanka revokes the old
+ * tokens as it answers, so no other request may do the same meanwhile.
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_int_t   rc;
+    ngx_str_t   body, *refresh;
+
+    refresh = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_REFRESH];
+
+    len = sizeof("grant_type=refresh_token&refresh_token=") - 1
+          + kanka_escape_form(NULL, refresh->data, refresh->len)
+          + sizeof("&client_id=") - 1
+          + kanka_escape_form(NULL, klcf->client_id.data, klcf->client_id.len)
+          + sizeof("&client_secret=") - 1
+          + kanka_escape_form(NULL, klcf->client_secret.data,
+                              klcf->client_secret.len)
+          + sizeof("&scope=") - 1 + 1;
+
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(body.data, "grant_type=refresh_token&refresh_token=",
+                   sizeof("grant_type=refresh_token&refresh_token=") - 1);
+    p += kanka_escape_form(p, refresh->data, refresh->len);
+    p = ngx_cpymem(p, "&client_id=", sizeof("&client_id=") - 1);
+    p += kanka_escape_form(p, klcf->client_id.data, klcf->client_id.len);
+    p = ngx_cpymem(p, "&client_secret=", sizeof("&client_secret=") - 1);
+    p += kanka_escape_form(p, klcf->client_secret.data,
+                           klcf->client_secret.len);
+    p = ngx_cpymem(p, "&scope=", sizeof("&scope=") - 1);
+    *p = '\0';
+
+    body.len = p - body.data;
+
+    ctx->refreshing = 1;
+
+    rc = ngx_http_kanka_oauth_token_call(r, klcf, ctx, &body);
+
+    if (rc != NGX_AGAIN) {
+        ctx->refreshing = 0;
+        (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
+                                                  ctx->session.id, 0);
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kanka_oauth: refreshing the access token");
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    time_t                          now, backoff;
+    ngx_int_t                       rc;
+    kanka_token_t                   tok;
+    ngx_http_kanka_oauth_call_t    *call;
+    ngx_http_kanka_oauth_record_t   rec, *session;
+
+    call = ctx->call;
+    ctx->call = NULL;
+    ctx->refreshing = 0;
+    session = &ctx->session;
+
+    r->connection->log->action = "refreshing the access token at Kanka";
+
+    rc = ngx_http_kanka_oauth_answer(r, call, &tok, 1);
+
+    r->connection->log->action = NULL;
+
+    if (rc == NGX_DECLINED) {
+
+        /* revoked, expired or replayed: only a new login helps */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kanka_oauth: Kanka refused the refresh token, "
+                      "session ended");
+
+        (void) ngx_http_kanka_oauth_store_delete(klcf->zone->data,
+                                                 NGX_HTTP_KANKA_OAUTH_SESSION,
+                                                 session->id);
+
+        return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+    }
+
+    if (rc == NGX_OK) {
+        ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
+
+        now = ngx_time();
+
+        ngx_memcpy(rec.id, session->id, KANKA_ID_RAW);
+        rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+        rec.token_expires = tok.expires_in >= 0
+                            ? now + (time_t) ngx_min(tok.expires_in,
+                                                     NGX_MAX_INT32_VALUE)
+                            : 0;
+
+        rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS].data =
+                                             (u_char *) tok.access_token.data;
+        rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS].len = tok.access_token.len;
+
+        if (tok.refresh_token.data) {
+            rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].data =
+                                            (u_char *) tok.refresh_token.data;
+            rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].len =
+                                                       tok.refresh_token.len;
+        }
+
+        rc = ngx_http_kanka_oauth_store_update(klcf->zone->data, &rec,
+                                               r->connection->log);
+
+        if (rc == NGX_DECLINED) {
+            /* the session ended meanwhile, at a logout */
+            return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+        }
+
+        if (rc != NGX_OK) {
+            return ngx_http_kanka_oauth_error(r,
+                       NGX_HTTP_INTERNAL_SERVER_ERROR,
+                       "The session could not be kept. Please try again.");
+        }
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "kanka_oauth: access token refreshed");
+
+        return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
+                                    &rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS], 0);
+    }
+
+    /* a passing failure: back off, and keep the token while it is valid */
+
+    now = ngx_time();
+    backoff = (time_t) 2 << ngx_min(session->failures, 7);
+
+    (void) ngx_http_kanka_oauth_store_release(klcf->zone->data, session->id,
+                                              now + ngx_min(backoff, 300));
+
+    if (session->token_expires > now) {
+        return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
+                            &session->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+    }
+
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        return ngx_http_kanka_oauth_error(r, rc,
+                   "Kanka did not answer in time. Please try again.");
+    }
+
+    return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
+               "Kanka could not renew the login just now. Please try again "
+               "in a moment.");
+}
+
+
+/*
+ * Another request, maybe in another worker, refreshes this session: look
+ * again shortly, until its lease ends one way or the other.
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ngx_http_kanka_oauth_record_t  *rec;
+
+    rec = &ctx->session;
+
+    if (!ctx->polling) {
+        ctx->polling = 1;
+        ctx->deadline = ngx_current_msec + 2 * klcf->timeout + 1000;
+
+        if (ngx_http_kanka_oauth_add_cleanup(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ctx->timer.handler = ngx_http_kanka_oauth_poll;
+        ctx->timer.data = r;
+        ctx->timer.log = r->connection->log;
+
+    } else if ((ngx_msec_int_t) (ngx_current_msec - ctx->deadline) >= 0) {
+
+        if (rec->token_expires > ngx_time()) {
+            return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
+                            &rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: timed out waiting for a token refresh");
+
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                   "Kanka did not answer in time. Please try again.");
+    }
+
+    ngx_add_timer(&ctx->timer, 20);
+
+    ctx->waiting = 1;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_kanka_oauth_poll(ngx_event_t *ev)
+{
+    ngx_http_request_t          *r;
+    ngx_http_kanka_oauth_ctx_t  *ctx;
+
+    r = ev->data;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kanka_oauth_module);
+    ctx->waiting = 0;
+
+    ngx_http_kanka_oauth_resume(r);
 }
 
 
@@ -751,6 +1086,8 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     how.fields = (1 << NGX_HTTP_KANKA_OAUTH_NFIELDS) - 1;
     how.reserve = 0;
     how.take = 1;
+    how.refresh_at = 0;
+    how.lease = 0;
 
     rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
 
@@ -829,22 +1166,15 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
     ngx_str_t *code)
 {
-    size_t                        len;
-    u_char                       *p;
-    ngx_str_t                     redirect_uri, *verifier;
-    ngx_http_cleanup_t           *cln;
-    ngx_http_kanka_oauth_call_t  *call;
+    size_t      len;
+    u_char     *p;
+    ngx_str_t   redirect_uri, body, *verifier;
 
     if (ngx_http_kanka_oauth_redirect_uri(r, klcf, &redirect_uri) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     verifier = &ctx->login.field[NGX_HTTP_KANKA_OAUTH_VERIFIER];
-
-    call = ngx_pcalloc(r->pool, sizeof(ngx_http_kanka_oauth_call_t));
-    if (call == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     len = sizeof("grant_type=authorization_code&client_id=") - 1
           + kanka_escape_form(NULL, klcf->client_id.data, klcf->client_id.len)
@@ -857,12 +1187,12 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
           + kanka_escape_form(NULL, code->data, code->len)
           + sizeof("&code_verifier=") - 1 + verifier->len + 1;
 
-    call->body.data = ngx_pnalloc(r->pool, len);
-    if (call->body.data == NULL) {
+    body.data = ngx_pnalloc(r->pool, len);
+    if (body.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(call->body.data, "grant_type=authorization_code&client_id=",
+    p = ngx_cpymem(body.data, "grant_type=authorization_code&client_id=",
                    sizeof("grant_type=authorization_code&client_id=") - 1);
     p += kanka_escape_form(p, klcf->client_id.data, klcf->client_id.len);
     p = ngx_cpymem(p, "&client_secret=", sizeof("&client_secret=") - 1);
@@ -879,30 +1209,48 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
     }
 
     *p = '\0';
-    call->body.len = p - call->body.data;
+    body.len = p - body.data;
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kanka_oauth: exchanging authorization code");
+
+    return ngx_http_kanka_oauth_token_call(r, klcf, ctx, &body);
+}
+
+
+/* starts a call to the token endpoint; the request waits for its end */
+
+static ngx_int_t
+ngx_http_kanka_oauth_token_call(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    ngx_http_kanka_oauth_call_t  *call;
+
+    if (ngx_http_kanka_oauth_add_cleanup(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    call = ngx_pcalloc(r->pool, sizeof(ngx_http_kanka_oauth_call_t));
+    if (call == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     call->url = klcf->token_url;
+    call->body = *body;
     call->ca_file = klcf->ssl_trusted_certificate;
     call->ssl_verify = klcf->ssl_verify;
     call->timeout = klcf->timeout;
     call->max_size = NGX_HTTP_KANKA_OAUTH_ANSWER_MAX;
     call->pool = r->pool;
     call->log = r->connection->log;
-    call->handler = ngx_http_kanka_oauth_exchange_done;
+    call->handler = ngx_http_kanka_oauth_call_done;
     call->data = r;
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     if (ngx_http_kanka_oauth_call_start(call) != NGX_OK) {
         return ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
                    "The login could not be completed.");
     }
-
-    cln->handler = ngx_http_kanka_oauth_cleanup;
-    cln->data = call;
 
     ctx->call = call;
     ctx->waiting = 1;
@@ -911,25 +1259,33 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
 
     r->read_event_handler = ngx_http_test_reading;
 
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "kanka_oauth: exchanging authorization code");
-
     return NGX_AGAIN;
 }
 
 
 static void
-ngx_http_kanka_oauth_exchange_done(ngx_http_kanka_oauth_call_t *call)
+ngx_http_kanka_oauth_call_done(ngx_http_kanka_oauth_call_t *call)
 {
-    ngx_connection_t            *c;
     ngx_http_request_t          *r;
     ngx_http_kanka_oauth_ctx_t  *ctx;
 
     r = call->data;
-    c = r->connection;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_kanka_oauth_module);
     ctx->waiting = 0;
+
+    ngx_http_kanka_oauth_resume(r);
+}
+
+
+/* runs the request's phases again, as if an event of its own had come */
+
+static void
+ngx_http_kanka_oauth_resume(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
 
     r->read_event_handler = ngx_http_block_reading;
 
@@ -941,12 +1297,44 @@ ngx_http_kanka_oauth_exchange_done(ngx_http_kanka_oauth_call_t *call)
 }
 
 
+/* a request that goes away leaves no call and no timer behind */
+
+static ngx_int_t
+ngx_http_kanka_oauth_add_cleanup(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    if (ctx->cleanup) {
+        return NGX_OK;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_kanka_oauth_cleanup;
+    cln->data = ctx;
+
+    ctx->cleanup = 1;
+
+    return NGX_OK;
+}
+
+
 static void
 ngx_http_kanka_oauth_cleanup(void *data)
 {
-    ngx_http_kanka_oauth_call_t  *call = data;
+    ngx_http_kanka_oauth_ctx_t  *ctx = data;
 
-    ngx_http_kanka_oauth_call_cancel(call);
+    if (ctx->call) {
+        ngx_http_kanka_oauth_call_cancel(ctx->call);
+    }
+
+    if (ctx->timer.timer_set) {
+        ngx_del_timer(&ctx->timer);
+    }
 }
 
 
@@ -954,8 +1342,6 @@ static ngx_int_t
 ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
-    size_t                          n;
-    u_char                         *scratch, buf[128];
     ngx_int_t                       rc;
     ngx_str_t                      *ret;
     kanka_token_t                   tok;
@@ -967,59 +1353,19 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
 
     r->connection->log->action = "exchanging the authorization code at Kanka";
 
-    switch (call->result) {
+    rc = ngx_http_kanka_oauth_answer(r, call, &tok, 0);
 
-    case NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "kanka_oauth: token endpoint timed out: %s",
-                      call->error);
-        rc = ngx_http_kanka_oauth_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
-                 "Kanka did not answer in time. Please try again.");
-        goto done;
+    r->connection->log->action = NULL;
 
-    case NGX_HTTP_KANKA_OAUTH_CALL_TOO_LARGE:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "kanka_oauth: token endpoint sent more than %uz bytes",
-                      call->max_size);
-        goto bad_gateway;
-
-    case NGX_HTTP_KANKA_OAUTH_CALL_FAILED:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "kanka_oauth: token request failed: %s", call->error);
-        goto bad_gateway;
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        return ngx_http_kanka_oauth_error(r, rc,
+                   "Kanka did not answer in time. Please try again.");
     }
 
-    scratch = ngx_pnalloc(r->pool, call->response.len + 1);
-    if (scratch == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
-    }
-
-    if (kanka_parse_token(call->response.data, call->response.len, scratch,
-                          &tok)
-        != 0)
-    {
-        if (call->status != 200) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "kanka_oauth: token endpoint answered %ui",
-                          call->status);
-
-        } else {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "kanka_oauth: bad answer from token endpoint: %s",
-                          tok.problem);
-        }
-
-        goto bad_gateway;
-    }
-
-    if (tok.error.data != NULL || call->status != 200) {
-        n = kanka_log_safe(buf, sizeof(buf), tok.error.data, tok.error.len);
-
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "kanka_oauth: token endpoint answered %ui \"%*s\"",
-                      call->status, n, buf);
-        goto bad_gateway;
+    if (rc != NGX_OK) {
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "The login could not be completed: Kanka gave an "
+                   "unexpected answer.");
     }
 
     ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
@@ -1045,28 +1391,23 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
     rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].len = tok.refresh_token.len;
 
     if (ngx_http_kanka_oauth_random(r, rec.id, KANKA_ID_RAW) != NGX_OK) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     if (ngx_http_kanka_oauth_store_put(klcf->zone->data, &rec,
                                        r->connection->log)
         != NGX_OK)
     {
-        rc = ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                 "The session could not be kept. Please try again.");
-        goto done;
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   "The session could not be kept. Please try again.");
     }
 
     if (ngx_http_kanka_oauth_set_cookie(r, klcf, &klcf->cookie_name, rec.id,
                                         klcf->session_lifetime, 0)
         != NGX_OK)
     {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-        goto done;
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    r->connection->log->action = NULL;
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "kanka_oauth: session created");
@@ -1077,23 +1418,83 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
         ret = &ngx_http_kanka_oauth_root;
     }
 
-    rc = ngx_http_kanka_oauth_redirect(r, ret);
-    goto done;
+    return ngx_http_kanka_oauth_redirect(r, ret);
+}
 
-bad_gateway:
 
-    rc = ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
-             "The login could not be completed: Kanka gave an unexpected "
-             "answer.");
+/*
+ * Reads an answer of the token endpoint.  NGX_OK: tokens in tok.  With
+ * "refresh", NGX_DECLINED: Kanka refused the grant for good.  Otherwise
+ * the status to answer with (502 or 504), the failure logged.
+ */
 
-done:
+static ngx_int_t
+ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_call_t *call, kanka_token_t *tok, ngx_uint_t refresh)
+{
+    size_t   n;
+    u_char  *scratch, buf[128];
 
-    r->connection->log->action = NULL;
+    switch (call->result) {
 
-    ctx->done = 1;
-    ctx->rc = rc;
+    case NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: token endpoint timed out: %s",
+                      call->error);
+        return NGX_HTTP_GATEWAY_TIME_OUT;
 
-    return rc;
+    case NGX_HTTP_KANKA_OAUTH_CALL_TOO_LARGE:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: token endpoint sent more than %uz bytes",
+                      call->max_size);
+        return NGX_HTTP_BAD_GATEWAY;
+
+    case NGX_HTTP_KANKA_OAUTH_CALL_FAILED:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: token request failed: %s", call->error);
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    scratch = ngx_pnalloc(r->pool, call->response.len + 1);
+    if (scratch == NULL) {
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (kanka_parse_token(call->response.data, call->response.len, scratch,
+                          tok)
+        != 0)
+    {
+        if (call->status != 200) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kanka_oauth: token endpoint answered %ui",
+                          call->status);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kanka_oauth: bad answer from token endpoint: %s",
+                          tok->problem);
+        }
+
+        return NGX_HTTP_BAD_GATEWAY;
+    }
+
+    if (tok->error.data == NULL && call->status == 200) {
+        return NGX_OK;
+    }
+
+    if (refresh && tok->error.len == sizeof("invalid_grant") - 1
+        && ngx_strncmp(tok->error.data, "invalid_grant", tok->error.len) == 0)
+    {
+        return NGX_DECLINED;
+    }
+
+    n = kanka_log_safe(buf, sizeof(buf), tok->error.data, tok->error.len);
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "kanka_oauth: token endpoint answered %ui \"%*s\"",
+                  call->status, n, buf);
+
+    return NGX_HTTP_BAD_GATEWAY;
 }
 
 
@@ -1413,8 +1814,9 @@ static ngx_int_t
 ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
     const char *text)
 {
-    u_char     *p;
-    ngx_str_t   body, *line;
+    u_char      *p;
+    ngx_str_t    body, *line, *code;
+    ngx_uint_t   n;
 
     static ngx_str_t  lines[] = {
         ngx_string("400 Bad Request"),
@@ -1424,26 +1826,56 @@ ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
         ngx_string("504 Gateway Time-out")
     };
 
+    static ngx_str_t  codes[] = {
+        ngx_string("bad_request"),
+        ngx_string("forbidden"),
+        ngx_string("internal_error"),
+        ngx_string("bad_gateway"),
+        ngx_string("gateway_timeout")
+    };
+
     if (ngx_http_kanka_oauth_error_page(r, status)) {
         return status;
     }
 
     switch (status) {
     case NGX_HTTP_BAD_REQUEST:
-        line = &lines[0];
+        n = 0;
         break;
     case NGX_HTTP_FORBIDDEN:
-        line = &lines[1];
+        n = 1;
         break;
     case NGX_HTTP_BAD_GATEWAY:
-        line = &lines[3];
+        n = 3;
         break;
     case NGX_HTTP_GATEWAY_TIME_OUT:
-        line = &lines[4];
+        n = 4;
         break;
     default:
-        line = &lines[2];
+        n = 2;
         break;
+    }
+
+    line = &lines[n];
+    code = &codes[n];
+
+    /* the texts are the module's own: nothing in them needs escaping */
+
+    if (!ngx_http_kanka_oauth_navigation(r)) {
+        body.len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
+                   + code->len + ngx_strlen(text);
+
+        body.data = ngx_pnalloc(r->pool, body.len);
+        if (body.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = ngx_sprintf(body.data, "{\"error\":\"%V\",\"message\":\"%s\"}",
+                        code, text);
+        body.len = p - body.data;
+
+        return ngx_http_kanka_oauth_send(r, status, &ngx_http_kanka_oauth_json,
+                                         &body);
     }
 
     body.len = sizeof("<!DOCTYPE html>\n<html><head><title></title></head>\n"
@@ -1802,6 +2234,7 @@ ngx_http_kanka_oauth_create_loc_conf(ngx_conf_t *cf)
     conf->cookie_secure = NGX_CONF_UNSET_UINT;
     conf->session_timeout = NGX_CONF_UNSET;
     conf->session_lifetime = NGX_CONF_UNSET;
+    conf->refresh_before = NGX_CONF_UNSET;
     conf->pass_token = NGX_CONF_UNSET;
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->ssl_verify = NGX_CONF_UNSET;
@@ -1876,6 +2309,8 @@ ngx_http_kanka_oauth_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              8 * 60 * 60);
     ngx_conf_merge_sec_value(conf->session_lifetime, prev->session_lifetime,
                              7 * 24 * 60 * 60);
+    ngx_conf_merge_sec_value(conf->refresh_before, prev->refresh_before,
+                             5 * 60);
     ngx_conf_merge_value(conf->pass_token, prev->pass_token, 1);
     ngx_conf_merge_msec_value(conf->timeout, prev->timeout, 10000);
     ngx_conf_merge_value(conf->ssl_verify, prev->ssl_verify, 1);

@@ -13,7 +13,7 @@
 #include "ngx_http_kanka_oauth_store.h"
 
 
-#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4101    /* layout version */
+#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4102    /* layout version */
 #define NGX_HTTP_KANKA_OAUTH_LOG_EVERY  60
 
 
@@ -36,6 +36,9 @@ typedef struct {
     time_t                          created;
     time_t                          expires;
     time_t                          token_expires;
+    time_t                          retry;          /* no refresh before */
+    ngx_msec_t                      lease;          /* a refresh runs until */
+    ngx_uint_t                      failures;
     uint16_t                        len[NGX_HTTP_KANKA_OAUTH_NFIELDS];
     u_char                          data[1];
 } ngx_http_kanka_oauth_node_t;
@@ -48,6 +51,10 @@ static ngx_http_kanka_oauth_node_t *ngx_http_kanka_oauth_lookup(
     ngx_http_kanka_oauth_zone_t *zone, u_char *id);
 static void ngx_http_kanka_oauth_expire(ngx_http_kanka_oauth_zone_t *zone,
     ngx_uint_t n);
+static ngx_http_kanka_oauth_node_t *ngx_http_kanka_oauth_alloc(
+    ngx_http_kanka_oauth_zone_t *zone, size_t size, ngx_log_t *log);
+static void ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
+    ngx_http_kanka_oauth_record_t *rec, ngx_http_kanka_oauth_node_t *old);
 static void ngx_http_kanka_oauth_remove(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_node_t *kn);
 static ngx_uint_t ngx_http_kanka_oauth_equal(const u_char *a, const u_char *b,
@@ -132,11 +139,7 @@ ngx_int_t
 ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_record_t *rec, ngx_log_t *log)
 {
-    size_t                        size;
-    u_char                       *p;
-    time_t                        now;
-    ngx_uint_t                    i, evicted;
-    ngx_queue_t                  *q;
+    ngx_uint_t                    i;
     ngx_http_kanka_oauth_node_t  *kn;
 
     for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
@@ -144,10 +147,6 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
             return NGX_ERROR;
         }
     }
-
-    size = ngx_http_kanka_oauth_store_node_size(rec);
-    now = ngx_time();
-    evicted = 0;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -161,6 +160,123 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
 
     ngx_http_kanka_oauth_expire(zone, 2);
 
+    kn = ngx_http_kanka_oauth_alloc(zone,
+                                  ngx_http_kanka_oauth_store_node_size(rec),
+                                  log);
+    if (kn == NULL) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_http_kanka_oauth_fill(kn, rec, NULL);
+
+    ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
+    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+    zone->sh->records++;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Puts refreshed tokens in a session and ends its lease.  A field of rec
+ * with no data keeps the session's value.
+ */
+
+ngx_int_t
+ngx_http_kanka_oauth_store_update(ngx_http_kanka_oauth_zone_t *zone,
+    ngx_http_kanka_oauth_record_t *rec, ngx_log_t *log)
+{
+    size_t                        size;
+    ngx_uint_t                    i;
+    ngx_http_kanka_oauth_node_t  *kn, *old;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    old = ngx_http_kanka_oauth_lookup(zone, rec->id);
+
+    if (old == NULL || old->kind != rec->kind) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_DECLINED;
+    }
+
+    size = offsetof(ngx_http_kanka_oauth_node_t, data);
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+        size += rec->field[i].data ? rec->field[i].len : old->len[i];
+    }
+
+    /* the session must not be evicted to make room for itself */
+
+    ngx_queue_remove(&old->queue);
+
+    kn = ngx_http_kanka_oauth_alloc(zone, size, log);
+
+    if (kn == NULL) {
+        old->lease = 0;
+        ngx_queue_insert_head(&zone->sh->queue, &old->queue);
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_ERROR;
+    }
+
+    ngx_http_kanka_oauth_fill(kn, rec, old);
+
+    ngx_rbtree_delete(&zone->sh->rbtree, &old->node);
+    ngx_slab_free_locked(zone->shpool, old);
+
+    ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
+    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return NGX_OK;
+}
+
+
+/* a refresh failed: end the lease, and wait till "retry" for the next one */
+
+ngx_int_t
+ngx_http_kanka_oauth_store_release(ngx_http_kanka_oauth_zone_t *zone,
+    u_char *id, time_t retry)
+{
+    ngx_int_t                     rc;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    kn = ngx_http_kanka_oauth_lookup(zone, id);
+
+    if (kn != NULL && kn->kind == NGX_HTTP_KANKA_OAUTH_SESSION) {
+        kn->lease = 0;
+        kn->retry = retry;
+        kn->failures++;
+        rc = NGX_OK;
+
+    } else {
+        rc = NGX_DECLINED;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return rc;
+}
+
+
+/* with the lock held: a node, evicting the least recently used for room */
+
+static ngx_http_kanka_oauth_node_t *
+ngx_http_kanka_oauth_alloc(ngx_http_kanka_oauth_zone_t *zone, size_t size,
+    ngx_log_t *log)
+{
+    time_t                        now;
+    ngx_uint_t                    evicted;
+    ngx_queue_t                  *q;
+    ngx_http_kanka_oauth_node_t  *kn;
+
+    evicted = 0;
+
     for ( ;; ) {
         kn = ngx_slab_alloc_locked(zone->shpool, size);
 
@@ -169,11 +285,10 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
         }
 
         if (ngx_queue_empty(&zone->sh->queue)) {
-            ngx_shmtx_unlock(&zone->shpool->mutex);
             ngx_log_error(NGX_LOG_ALERT, log, 0,
                           "kanka_oauth zone \"%V\" cannot hold a record "
                           "of %uz bytes", &zone->name, size);
-            return NGX_ERROR;
+            return NULL;
         }
 
         q = ngx_queue_last(&zone->sh->queue);
@@ -182,45 +297,72 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
         evicted++;
     }
 
-    kn->kind = (u_char) rec->kind;
-    ngx_memcpy(kn->id, rec->id, KANKA_ID_RAW);
-    kn->created = rec->created;
-    kn->expires = rec->expires;
-    kn->token_expires = rec->token_expires;
-
-    p = kn->data;
-
-    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
-        kn->len[i] = (uint16_t) rec->field[i].len;
-        p = ngx_cpymem(p, rec->field[i].data, rec->field[i].len);
+    if (evicted == 0) {
+        return kn;
     }
 
-    ngx_memcpy(&kn->node.key, kn->id, sizeof(ngx_rbtree_key_t));
+    zone->sh->evicted += evicted;
+    now = ngx_time();
 
-    ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
-    ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
-    zone->sh->records++;
+    /* logging under the lock is rare: once a minute at most */
 
-    if (evicted) {
-        zone->sh->evicted += evicted;
-
-        if (now - zone->sh->evict_logged < NGX_HTTP_KANKA_OAUTH_LOG_EVERY) {
-            evicted = 0;
-
-        } else {
-            zone->sh->evict_logged = now;
-        }
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    if (evicted) {
+    if (now - zone->sh->evict_logged >= NGX_HTTP_KANKA_OAUTH_LOG_EVERY) {
+        zone->sh->evict_logged = now;
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "kanka_oauth zone \"%V\" is full, least recently used "
                       "records evicted", &zone->name);
     }
 
-    return NGX_OK;
+    return kn;
+}
+
+
+static void
+ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
+    ngx_http_kanka_oauth_record_t *rec, ngx_http_kanka_oauth_node_t *old)
+{
+    u_char      *p, *src;
+    ngx_uint_t   i;
+
+    if (old) {
+        kn->kind = old->kind;
+        ngx_memcpy(kn->id, old->id, KANKA_ID_RAW);
+        kn->created = old->created;
+        kn->expires = old->expires;
+        src = old->data;
+
+    } else {
+        kn->kind = (u_char) rec->kind;
+        ngx_memcpy(kn->id, rec->id, KANKA_ID_RAW);
+        kn->created = rec->created;
+        kn->expires = rec->expires;
+        src = NULL;
+    }
+
+    kn->token_expires = rec->token_expires;
+    kn->retry = 0;
+    kn->lease = 0;
+    kn->failures = 0;
+
+    p = kn->data;
+
+    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+
+        if (rec->field[i].data || old == NULL) {
+            kn->len[i] = (uint16_t) rec->field[i].len;
+            p = ngx_cpymem(p, rec->field[i].data, rec->field[i].len);
+
+        } else {
+            kn->len[i] = old->len[i];
+            p = ngx_cpymem(p, src, old->len[i]);
+        }
+
+        if (src) {
+            src += old->len[i];
+        }
+    }
+
+    ngx_memcpy(&kn->node.key, kn->id, sizeof(ngx_rbtree_key_t));
 }
 
 
@@ -232,7 +374,7 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
     size_t                        size;
     u_char                       *p, *src;
     time_t                        now;
-    ngx_uint_t                    i;
+    ngx_uint_t                    i, fields;
     ngx_http_kanka_oauth_node_t  *kn;
 
     now = ngx_time();
@@ -256,6 +398,38 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
 
     rec->created = kn->created;
     rec->token_expires = kn->token_expires;
+    rec->failures = kn->failures;
+    rec->refresh = NGX_HTTP_KANKA_OAUTH_FRESH;
+
+    fields = how->fields;
+
+    /*
+     * one request at a time refreshes a session, in any worker: it holds
+     * a lease, which ends by itself if its worker dies
+     */
+
+    if (how->refresh_at && kn->token_expires
+        && kn->token_expires <= how->refresh_at)
+    {
+        if (kn->lease && (ngx_msec_int_t) (kn->lease - ngx_current_msec) > 0) {
+            rec->refresh = NGX_HTTP_KANKA_OAUTH_BUSY;
+
+        } else if (now < kn->retry) {
+            if (kn->token_expires <= now) {
+                rec->refresh = NGX_HTTP_KANKA_OAUTH_STALE;
+            }
+
+        } else {
+            kn->lease = ngx_current_msec + how->lease;
+
+            if (kn->lease == 0) {
+                kn->lease = 1;
+            }
+
+            rec->refresh = NGX_HTTP_KANKA_OAUTH_MINE;
+            fields |= 1 << NGX_HTTP_KANKA_OAUTH_REFRESH;
+        }
+    }
 
     if (how->idle) {
         kn->expires = now + how->idle;
@@ -277,7 +451,7 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
     size = how->reserve;
 
     for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
-        if (how->fields & (1 << i)) {
+        if (fields & (1 << i)) {
             size += kn->len[i];
         }
     }
@@ -293,7 +467,7 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
 
     for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
 
-        if (how->fields & (1 << i)) {
+        if (fields & (1 << i)) {
             rec->field[i].data = p;
             rec->field[i].len = kn->len[i];
             p = ngx_cpymem(p, src, kn->len[i]);

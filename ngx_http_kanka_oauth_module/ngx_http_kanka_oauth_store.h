@@ -38,6 +38,12 @@
 /* the first half of an id finds the record, the second half proves it */
 #define NGX_HTTP_KANKA_OAUTH_SELECTOR   (KANKA_ID_RAW / 2)
 
+/* what a get says of the session's token */
+#define NGX_HTTP_KANKA_OAUTH_FRESH      0   /* use it */
+#define NGX_HTTP_KANKA_OAUTH_MINE       1   /* refresh it: the lease is ours */
+#define NGX_HTTP_KANKA_OAUTH_BUSY       2   /* another request refreshes it */
+#define NGX_HTTP_KANKA_OAUTH_STALE      3   /* expired, refresh failed lately */
+
 
 typedef struct {
     ngx_uint_t          kind;
@@ -45,6 +51,8 @@ typedef struct {
     time_t              created;
     time_t              expires;          /* the record goes then */
     time_t              token_expires;
+    ngx_uint_t          failures;         /* refreshes failed in a row */
+    ngx_uint_t          refresh;          /* FRESH, MINE, BUSY or STALE */
     ngx_str_t           field[NGX_HTTP_KANKA_OAUTH_NFIELDS];
 } ngx_http_kanka_oauth_record_t;
 
@@ -55,6 +63,8 @@ typedef struct {
     ngx_uint_t          fields;           /* bit per field to copy out */
     size_t              reserve;          /* bytes left before the copy */
     ngx_uint_t          take;             /* delete the record once read */
+    time_t              refresh_at;       /* refresh a token expiring by then */
+    ngx_msec_t          lease;            /* for this long, by one request */
 } ngx_http_kanka_oauth_get_t;
 
 
@@ -74,6 +84,11 @@ ngx_int_t ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
 ngx_int_t ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_record_t *rec, ngx_http_kanka_oauth_get_t *how,
     ngx_pool_t *pool);
+ngx_int_t ngx_http_kanka_oauth_store_update(
+    ngx_http_kanka_oauth_zone_t *zone, ngx_http_kanka_oauth_record_t *rec,
+    ngx_log_t *log);
+ngx_int_t ngx_http_kanka_oauth_store_release(
+    ngx_http_kanka_oauth_zone_t *zone, u_char *id, time_t retry);
 ngx_int_t ngx_http_kanka_oauth_store_delete(
     ngx_http_kanka_oauth_zone_t *zone, ngx_uint_t kind, u_char *id);
 size_t ngx_http_kanka_oauth_store_node_size(

@@ -161,8 +161,11 @@ sub new {
 }
 
 
+# with keep_tokens, what was issued stays valid: only the settings, the
+# counters and the records start again
+
 sub reset_state {
-    my ($self) = @_;
+    my ($self, %o) = @_;
 
     $self->{settings} = defaults();
     $self->{stats} = {
@@ -180,9 +183,12 @@ sub reset_state {
         requests    => 0,
         connections => 0,
     };
-    $self->{codes} = {};
-    $self->{access} = {};
-    $self->{refresh} = {};
+    if (!$o{keep_tokens}) {
+        $self->{codes} = {};
+        $self->{access} = {};
+        $self->{refresh} = {};
+    }
+
     $self->{records} = [];
     $self->{rate} = {};
     $self->{token_rate} = {};
@@ -1780,7 +1786,9 @@ sub h_control {
     return $self->method_not_allowed($c, $req, 'POST') unless $m eq 'POST';
 
     if ($what eq 'reset') {
-        $self->reset_state();
+        my $data = eval { $JSON->decode($req->{body} || '{}') } || {};
+        $self->reset_state(keep_tokens => ref $data eq 'HASH'
+                                          && $data->{keep_tokens});
         return $self->json_response($c, 200, { reset => JSON::PP::true });
     }
 

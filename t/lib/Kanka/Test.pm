@@ -1071,7 +1071,14 @@ sub set {
 
 sub settings { $_[0]->call(GET => '/_control') }
 sub stats { $_[0]->call(GET => '/_control/stats') }
-sub reset { $_[0]->call(POST => '/_control/reset', {}) }
+# reset(keep_tokens => 1) keeps what was issued valid
+sub reset {
+    my ($self, %o) = @_;
+
+    return $self->call(POST => '/_control/reset',
+                       { keep_tokens => $o{keep_tokens} ? 1 : 0 });
+}
+
 sub revoke_all { $_[0]->call(POST => '/_control/revoke_all', {}) }
 
 

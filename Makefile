@@ -11,7 +11,7 @@ EXTRA_CFLAGS ?=
 
 DEBS_BUILD := build-essential nginx-light nginx-dev libcurl4-openssl-dev \
               libyajl-dev libssl-dev
-DEBS_TEST  := $(DEBS_BUILD) libio-socket-ssl-perl curl
+DEBS_TEST  := $(DEBS_BUILD) libio-socket-ssl-perl curl gdb
 
 .PHONY: all deps deps-test test demo clean
 
@@ -64,3 +64,13 @@ demo: deps-test
 
 clean:
 	rm -rf $(BUILD)
+
+# the parser fuzzers: `make fuzz FUZZ_SECONDS=600 -j2` runs each for that
+# long; `make fuzz-replay` runs the committed corpus once
+.PHONY: fuzz fuzz-replay
+
+fuzz:
+	$(MAKE) -C fuzz run
+
+fuzz-replay:
+	$(MAKE) -C fuzz replay

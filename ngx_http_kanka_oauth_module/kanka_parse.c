@@ -376,6 +376,264 @@ kanka_parse_token(const unsigned char *in, size_t len, unsigned char *scratch,
 }
 
 
+typedef struct {
+    kanka_profile_t  *profile;
+    unsigned char    *scratch;
+    unsigned          depth;
+    unsigned          in_data:1;    /* the key at depth 1 was "data" */
+    unsigned          data_seen:1;
+    unsigned          key:2;        /* at depth 2: 1 id, 2 name */
+} kanka_profile_ctx_t;
+
+
+static int
+kanka_profile_fail(kanka_profile_ctx_t *ctx, const char *problem)
+{
+    ctx->profile->problem = problem;
+    return 0;
+}
+
+
+static int
+kanka_profile_scalar(kanka_profile_ctx_t *ctx)
+{
+    if (ctx->depth == 0) {
+        return kanka_profile_fail(ctx, "answer is not a JSON object");
+    }
+
+    if (ctx->depth == 1 && ctx->in_data) {
+        return kanka_profile_fail(ctx, "\"data\" is not an object");
+    }
+
+    if (ctx->depth == 2 && ctx->in_data && ctx->key != 0) {
+        return kanka_profile_fail(ctx, "profile field of a wrong type");
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_profile_null(void *data)
+{
+    return kanka_profile_scalar(data);
+}
+
+
+static int
+kanka_profile_boolean(void *data, int value)
+{
+    (void) value;
+
+    return kanka_profile_scalar(data);
+}
+
+
+static int
+kanka_profile_integer(void *data, long long value)
+{
+    kanka_profile_ctx_t  *ctx = data;
+
+    if (ctx->depth == 2 && ctx->in_data && ctx->key == 1) {
+        if (value < 0 || ctx->profile->id != -1) {
+            return kanka_profile_fail(ctx, "bad or duplicate user id");
+        }
+
+        ctx->profile->id = value;
+        return 1;
+    }
+
+    return kanka_profile_scalar(ctx);
+}
+
+
+static int
+kanka_profile_double(void *data, double value)
+{
+    (void) value;
+
+    return kanka_profile_scalar(data);
+}
+
+
+static int
+kanka_profile_string(void *data, const unsigned char *s, size_t len)
+{
+    kanka_profile_ctx_t  *ctx = data;
+
+    if (ctx->depth == 2 && ctx->in_data && ctx->key == 2) {
+        if (ctx->profile->name.data != NULL) {
+            return kanka_profile_fail(ctx, "duplicate user name");
+        }
+
+        if (len > KANKA_NAME_MAX) {
+            len = KANKA_NAME_MAX;
+
+            /* do not cut a UTF-8 sequence in two */
+
+            while (len > 0 && (s[len] & 0xc0) == 0x80) {
+                len--;
+            }
+        }
+
+        memcpy(ctx->scratch, s, len);
+        ctx->profile->name.data = ctx->scratch;
+        ctx->profile->name.len = len;
+        ctx->scratch += len;
+
+        return 1;
+    }
+
+    return kanka_profile_scalar(ctx);
+}
+
+
+static int
+kanka_profile_map_key(void *data, const unsigned char *key, size_t len)
+{
+    kanka_profile_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1) {
+        ctx->in_data = (len == 4 && memcmp(key, "data", 4) == 0);
+
+        if (ctx->in_data) {
+            if (ctx->data_seen) {
+                return kanka_profile_fail(ctx, "duplicate \"data\"");
+            }
+
+            ctx->data_seen = 1;
+        }
+
+    } else if (ctx->depth == 2 && ctx->in_data) {
+        ctx->key = (len == 2 && memcmp(key, "id", 2) == 0) ? 1
+                   : (len == 4 && memcmp(key, "name", 4) == 0) ? 2 : 0;
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_profile_start(kanka_profile_ctx_t *ctx, int map)
+{
+    if (ctx->depth == 0 && !map) {
+        return kanka_profile_fail(ctx, "answer is not a JSON object");
+    }
+
+    if (ctx->depth == 1 && ctx->in_data && !map) {
+        return kanka_profile_fail(ctx, "\"data\" is not an object");
+    }
+
+    if (ctx->depth == 2 && ctx->in_data && ctx->key != 0) {
+        return kanka_profile_fail(ctx, "profile field of a wrong type");
+    }
+
+    if (++ctx->depth > KANKA_JSON_DEPTH_MAX) {
+        return kanka_profile_fail(ctx, "answer is nested too deeply");
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_profile_start_map(void *data)
+{
+    return kanka_profile_start(data, 1);
+}
+
+
+static int
+kanka_profile_start_array(void *data)
+{
+    return kanka_profile_start(data, 0);
+}
+
+
+static int
+kanka_profile_end(void *data)
+{
+    kanka_profile_ctx_t  *ctx = data;
+
+    ctx->depth--;
+
+    if (ctx->depth == 1) {
+        ctx->in_data = 0;
+    }
+
+    ctx->key = 0;
+
+    return 1;
+}
+
+
+static const yajl_callbacks  kanka_profile_callbacks = {
+    kanka_profile_null,
+    kanka_profile_boolean,
+    kanka_profile_integer,
+    kanka_profile_double,
+    NULL,
+    kanka_profile_string,
+    kanka_profile_start_map,
+    kanka_profile_map_key,
+    kanka_profile_end,
+    kanka_profile_start_array,
+    kanka_profile_end
+};
+
+
+/*
+ * Reads the user's id and name from Kanka's profile answer.  Returns 0 or
+ * -1 with profile->problem set; the name points into scratch (len bytes).
+ * A name longer than KANKA_NAME_MAX bytes is cut.
+ */
+
+int
+kanka_parse_profile(const unsigned char *in, size_t len,
+    unsigned char *scratch, kanka_profile_t *profile)
+{
+    yajl_handle          h;
+    yajl_status          st;
+    kanka_profile_ctx_t  ctx;
+
+    memset(profile, 0, sizeof(kanka_profile_t));
+    profile->id = -1;
+
+    memset(&ctx, 0, sizeof(kanka_profile_ctx_t));
+    ctx.profile = profile;
+    ctx.scratch = scratch;
+
+    h = yajl_alloc(&kanka_profile_callbacks, NULL, &ctx);
+    if (h == NULL) {
+        profile->problem = "out of memory";
+        return -1;
+    }
+
+    st = yajl_parse(h, in, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (st != yajl_status_ok) {
+        if (profile->problem == NULL) {
+            profile->problem = "answer is not valid JSON";
+        }
+
+        return -1;
+    }
+
+    if (profile->id < 0) {
+        profile->problem = "no user id in profile";
+        return -1;
+    }
+
+    return 0;
+}
+
+
 /* RFC 6750 b64token: 1*( ALPHA / DIGIT / "-._~+/" ) *"=" */
 
 int

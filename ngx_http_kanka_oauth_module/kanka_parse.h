@@ -40,8 +40,23 @@ typedef struct {
 } kanka_token_t;
 
 
+/* what the profile endpoint answered: {"data":{"id":..,"name":..,...}} */
+
+typedef struct {
+    long long              id;              /* -1 when absent */
+    kanka_str_t            name;
+    const char            *problem;
+} kanka_profile_t;
+
+
+#define KANKA_NAME_MAX            256
+
+
 int kanka_parse_token(const unsigned char *in, size_t len,
     unsigned char *scratch, kanka_token_t *tok);
+
+int kanka_parse_profile(const unsigned char *in, size_t len,
+    unsigned char *scratch, kanka_profile_t *profile);
 
 int kanka_cookie_find(const unsigned char *hdr, size_t len,
     const unsigned char *name, size_t name_len, kanka_str_t *value);

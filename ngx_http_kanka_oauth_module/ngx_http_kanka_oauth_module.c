@@ -35,6 +35,10 @@
 
 #define NGX_HTTP_KANKA_OAUTH_BEARER      "Bearer "
 
+/* what a call of the request to Kanka is for */
+#define NGX_HTTP_KANKA_OAUTH_EXCHANGE      1
+#define NGX_HTTP_KANKA_OAUTH_PROFILE       2
+
 
 typedef struct {
     ngx_array_t                  zones;        /* ngx_shm_zone_t * */
@@ -70,11 +74,31 @@ typedef struct {
     ngx_flag_t                   ssl_verify;
     ngx_str_t                    ssl_trusted_certificate;
     ngx_flag_t                   pkce;
+    ngx_array_t                 *users;            /* of ngx_uint_t */
 } ngx_http_kanka_oauth_loc_conf_t;
+
+
+/*
+ * A refresh outlives the request that started it: Kanka revokes the old
+ * tokens as it answers, so the answer must be kept even if the client
+ * has gone.  It has a pool of its own.
+ */
+
+typedef struct {
+    ngx_pool_t                      *pool;
+    ngx_http_request_t              *request;    /* NULL once it has gone */
+    ngx_http_kanka_oauth_zone_t     *zone;
+    ngx_http_kanka_oauth_call_t     *call;
+    ngx_uint_t                       failures;
+    u_char                           id[KANKA_ID_RAW];
+} ngx_http_kanka_oauth_refresh_t;
 
 
 typedef struct {
     ngx_http_kanka_oauth_call_t     *call;
+    ngx_http_kanka_oauth_refresh_t  *refresh;
+    ngx_int_t                        refreshed;   /* what the refresh gave */
+    ngx_str_t                        new_token;
     ngx_http_kanka_oauth_record_t    login;
     ngx_http_kanka_oauth_record_t    session;
     ngx_str_t                        token;
@@ -82,8 +106,10 @@ typedef struct {
     ngx_int_t                        rc;
     ngx_event_t                      timer;       /* waits for a refresh */
     ngx_msec_t                       deadline;
+    ngx_str_t                        user_id;
+    ngx_str_t                        user_name;
+    ngx_uint_t                       stage;       /* what the call is for */
     unsigned                         waiting:1;
-    unsigned                         refreshing:1;
     unsigned                         polling:1;
     unsigned                         cleanup:1;
     unsigned                         done:1;
@@ -101,15 +127,21 @@ static ngx_int_t ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
     ngx_str_t *token, size_t reserved);
 static ngx_int_t ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static void ngx_http_kanka_oauth_refresh_done(
+    ngx_http_kanka_oauth_call_t *call);
 static ngx_int_t ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
 static ngx_int_t ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
 static void ngx_http_kanka_oauth_poll(ngx_event_t *ev);
-static ngx_int_t ngx_http_kanka_oauth_token_call(ngx_http_request_t *r,
+static ngx_int_t ngx_http_kanka_oauth_start_call(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
-    ngx_str_t *body);
-static ngx_int_t ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
+    ngx_str_t *url, ngx_str_t *body, ngx_str_t *bearer);
+static ngx_int_t ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_allowed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_answer(ngx_log_t *log, ngx_pool_t *pool,
     ngx_http_kanka_oauth_call_t *call, kanka_token_t *tok,
     ngx_uint_t refresh);
 static ngx_int_t ngx_http_kanka_oauth_add_cleanup(ngx_http_request_t *r,
@@ -157,7 +189,7 @@ static ngx_int_t ngx_http_kanka_oauth_random(ngx_http_request_t *r,
 static ngx_int_t ngx_http_kanka_oauth_arg(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 
-static ngx_int_t ngx_http_kanka_oauth_token_variable(ngx_http_request_t *r,
+static ngx_int_t ngx_http_kanka_oauth_str_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_kanka_oauth_authenticated_variable(
     ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
@@ -176,6 +208,8 @@ static char *ngx_http_kanka_oauth_set_uri(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_kanka_oauth_set_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kanka_oauth_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_kanka_oauth_users(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kanka_oauth_ssl_verify(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -329,6 +363,13 @@ static ngx_command_t  ngx_http_kanka_oauth_commands[] = {
       offsetof(ngx_http_kanka_oauth_loc_conf_t, ssl_trusted_certificate),
       NULL },
 
+    { ngx_string("kanka_oauth_user"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_kanka_oauth_users,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("kanka_oauth_pkce"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -374,7 +415,18 @@ ngx_module_t  ngx_http_kanka_oauth_module = {
 static ngx_http_variable_t  ngx_http_kanka_oauth_vars[] = {
 
     { ngx_string("kanka_oauth_access_token"), NULL,
-      ngx_http_kanka_oauth_token_variable, 0,
+      ngx_http_kanka_oauth_str_variable,
+      offsetof(ngx_http_kanka_oauth_ctx_t, token),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("kanka_oauth_user_id"), NULL,
+      ngx_http_kanka_oauth_str_variable,
+      offsetof(ngx_http_kanka_oauth_ctx_t, user_id),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("kanka_oauth_user_name"), NULL,
+      ngx_http_kanka_oauth_str_variable,
+      offsetof(ngx_http_kanka_oauth_ctx_t, user_name),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("kanka_oauth_authenticated"), NULL,
@@ -419,9 +471,21 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
             return ctx->rc;
         }
 
-        if (ctx->call != NULL) {
-            rc = ctx->refreshing ? ngx_http_kanka_oauth_refreshed(r, klcf, ctx)
-                                 : ngx_http_kanka_oauth_exchanged(r, klcf, ctx);
+        if (ctx->refresh != NULL) {
+            ctx->refresh = NULL;
+            rc = ngx_http_kanka_oauth_refreshed(r, klcf, ctx);
+
+        } else if (ctx->call != NULL) {
+            switch (ctx->stage) {
+
+            case NGX_HTTP_KANKA_OAUTH_EXCHANGE:
+                rc = ngx_http_kanka_oauth_exchanged(r, klcf, ctx);
+                break;
+
+            default: /* NGX_HTTP_KANKA_OAUTH_PROFILE */
+                rc = ngx_http_kanka_oauth_profiled(r, klcf, ctx);
+                break;
+            }
 
         } else {
             rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
@@ -498,11 +562,14 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
 
     how.idle = klcf->session_timeout;
     how.deadline = klcf->session_lifetime;
-    how.fields = 1 << NGX_HTTP_KANKA_OAUTH_ACCESS;
+    how.fields = 1 << NGX_HTTP_KANKA_OAUTH_ACCESS
+                 | 1 << NGX_HTTP_KANKA_OAUTH_USER_ID
+                 | 1 << NGX_HTTP_KANKA_OAUTH_USER_NAME;
     how.reserve = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
     how.take = 0;
     how.refresh_at = ngx_time() + klcf->refresh_before;
     how.lease = klcf->timeout + 1000;
+    how.keep_busy = ctx->polling;
 
     rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
 
@@ -558,8 +625,17 @@ ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
     ngx_str_t *token, size_t reserved)
 {
-    u_char  *p;
-    size_t   len;
+    u_char     *p;
+    size_t      len;
+    ngx_int_t   rc;
+
+    ctx->user_id = ctx->session.field[NGX_HTTP_KANKA_OAUTH_USER_ID];
+    ctx->user_name = ctx->session.field[NGX_HTTP_KANKA_OAUTH_USER_NAME];
+
+    rc = ngx_http_kanka_oauth_allowed(r, klcf, ctx);
+    if (rc != NGX_OK) {
+        return rc;
+    }
 
     len = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
 
@@ -591,6 +667,37 @@ ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
 }
 
 
+/* the rules of the location about who may pass */
+
+static ngx_int_t
+ngx_http_kanka_oauth_allowed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ngx_int_t    id;
+    ngx_uint_t   i, *users;
+
+    if (klcf->users == NULL) {
+        return NGX_OK;
+    }
+
+    id = ngx_atoi(ctx->user_id.data, ctx->user_id.len);
+    users = klcf->users->elts;
+
+    for (i = 0; i < klcf->users->nelts; i++) {
+        if (id != NGX_ERROR && users[i] == (ngx_uint_t) id) {
+            return NGX_OK;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "kanka_oauth: Kanka user \"%V\" is not allowed by "
+                  "\"kanka_oauth_user\"", &ctx->user_id);
+
+    return ngx_http_kanka_oauth_error(r, NGX_HTTP_FORBIDDEN,
+               "Your Kanka account is not allowed here.");
+}
+
+
 /*
  * The lease is ours: exchange the refresh token.  Kanka revokes the old
  * tokens as it answers, so no other request may do the same meanwhile.
@@ -600,12 +707,38 @@ static ngx_int_t
 ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_int_t   rc;
-    ngx_str_t   body, *refresh;
+    u_char                          *p;
+    size_t                           len;
+    ngx_pool_t                      *pool;
+    ngx_str_t                       *refresh;
+    ngx_http_kanka_oauth_call_t     *call;
+    ngx_http_kanka_oauth_refresh_t  *job;
 
     refresh = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_REFRESH];
+
+    if (refresh->len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kanka_oauth: access token expired and Kanka gave no "
+                      "refresh token, session ended");
+
+        (void) ngx_http_kanka_oauth_store_delete(klcf->zone->data,
+                                                 NGX_HTTP_KANKA_OAUTH_SESSION,
+                                                 ctx->session.id);
+
+        return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+    }
+
+    if (ngx_http_kanka_oauth_add_cleanup(r, ctx) != NGX_OK) {
+        goto failed;
+    }
+
+    pool = ngx_create_pool(2048, ngx_cycle->log);
+    if (pool == NULL) {
+        goto failed;
+    }
+
+    job = ngx_pcalloc(pool, sizeof(ngx_http_kanka_oauth_refresh_t));
+    call = ngx_pcalloc(pool, sizeof(ngx_http_kanka_oauth_call_t));
 
     len = sizeof("grant_type=refresh_token&refresh_token=") - 1
           + kanka_escape_form(NULL, refresh->data, refresh->len)
@@ -616,12 +749,16 @@ ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
                               klcf->client_secret.len)
           + sizeof("&scope=") - 1 + 1;
 
-    body.data = ngx_pnalloc(r->pool, len);
-    if (body.data == NULL) {
-        return NGX_ERROR;
+    p = ngx_pnalloc(pool, len);
+
+    if (job == NULL || call == NULL || p == NULL) {
+        ngx_destroy_pool(pool);
+        goto failed;
     }
 
-    p = ngx_cpymem(body.data, "grant_type=refresh_token&refresh_token=",
+    call->body.data = p;
+
+    p = ngx_cpymem(p, "grant_type=refresh_token&refresh_token=",
                    sizeof("grant_type=refresh_token&refresh_token=") - 1);
     p += kanka_escape_form(p, refresh->data, refresh->len);
     p = ngx_cpymem(p, "&client_id=", sizeof("&client_id=") - 1);
@@ -632,67 +769,84 @@ ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
     p = ngx_cpymem(p, "&scope=", sizeof("&scope=") - 1);
     *p = '\0';
 
-    body.len = p - body.data;
+    call->body.len = p - call->body.data;
+    call->url = klcf->token_url;
+    call->ca_file = klcf->ssl_trusted_certificate;
+    call->ssl_verify = klcf->ssl_verify;
+    call->timeout = klcf->timeout;
+    call->max_size = NGX_HTTP_KANKA_OAUTH_ANSWER_MAX;
+    call->pool = pool;
+    call->log = r->connection->log;
+    call->handler = ngx_http_kanka_oauth_refresh_done;
+    call->data = job;
 
-    ctx->refreshing = 1;
+    job->pool = pool;
+    job->request = r;
+    job->zone = klcf->zone->data;
+    job->call = call;
+    job->failures = ctx->session.failures;
+    ngx_memcpy(job->id, ctx->session.id, KANKA_ID_RAW);
 
-    rc = ngx_http_kanka_oauth_token_call(r, klcf, ctx, &body);
-
-    if (rc != NGX_AGAIN) {
-        ctx->refreshing = 0;
-        (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
-                                                  ctx->session.id, 0);
+    if (ngx_http_kanka_oauth_call_start(call) != NGX_OK) {
+        ngx_destroy_pool(pool);
+        goto failed;
     }
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "kanka_oauth: refreshing the access token");
 
-    return rc;
+    ctx->refresh = job;
+    ctx->waiting = 1;
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_AGAIN;
+
+failed:
+
+    (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
+                                              ctx->session.id, 0);
+
+    return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
 
 
-static ngx_int_t
-ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
-    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+/*
+ * Kanka answered a refresh: the zone learns the outcome whether or not
+ * the request that asked is still there.
+ */
+
+static void
+ngx_http_kanka_oauth_refresh_done(ngx_http_kanka_oauth_call_t *call)
 {
-    time_t                          now, backoff;
-    ngx_int_t                       rc;
-    kanka_token_t                   tok;
-    ngx_http_kanka_oauth_call_t    *call;
-    ngx_http_kanka_oauth_record_t   rec, *session;
+    time_t                           now, backoff;
+    ngx_int_t                        rc;
+    ngx_log_t                       *log;
+    kanka_token_t                    tok;
+    ngx_http_request_t              *r;
+    ngx_http_kanka_oauth_ctx_t      *ctx;
+    ngx_http_kanka_oauth_record_t    rec;
+    ngx_http_kanka_oauth_refresh_t  *job;
 
-    call = ctx->call;
-    ctx->call = NULL;
-    ctx->refreshing = 0;
-    session = &ctx->session;
+    job = call->data;
+    r = job->request;
+    log = call->log;
 
-    r->connection->log->action = "refreshing the access token at Kanka";
-
-    rc = ngx_http_kanka_oauth_answer(r, call, &tok, 1);
-
-    r->connection->log->action = NULL;
-
-    if (rc == NGX_DECLINED) {
-
-        /* revoked, expired or replayed: only a new login helps */
-
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kanka_oauth: Kanka refused the refresh token, "
-                      "session ended");
-
-        (void) ngx_http_kanka_oauth_store_delete(klcf->zone->data,
-                                                 NGX_HTTP_KANKA_OAUTH_SESSION,
-                                                 session->id);
-
-        return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+    if (r) {
+        log->action = "refreshing the access token at Kanka";
     }
+
+    rc = ngx_http_kanka_oauth_answer(log, job->pool, call, &tok, 1);
+
+    if (r) {
+        log->action = NULL;
+    }
+
+    now = ngx_time();
 
     if (rc == NGX_OK) {
         ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
 
-        now = ngx_time();
-
-        ngx_memcpy(rec.id, session->id, KANKA_ID_RAW);
+        ngx_memcpy(rec.id, job->id, KANKA_ID_RAW);
         rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
         rec.token_expires = tok.expires_in >= 0
                             ? now + (time_t) ngx_min(tok.expires_in,
@@ -703,50 +857,107 @@ ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
                                              (u_char *) tok.access_token.data;
         rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS].len = tok.access_token.len;
 
-        if (tok.refresh_token.data) {
-            rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].data =
-                                            (u_char *) tok.refresh_token.data;
-            rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].len =
-                                                       tok.refresh_token.len;
+        /* with no new refresh token, the session ends with this token */
+
+        rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].data =
+                                        tok.refresh_token.data
+                                        ? (u_char *) tok.refresh_token.data
+                                        : (u_char *) "";
+        rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].len = tok.refresh_token.len;
+
+        rc = ngx_http_kanka_oauth_store_update(job->zone, &rec, log);
+
+        if (rc == NGX_ERROR) {
+            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        rc = ngx_http_kanka_oauth_store_update(klcf->zone->data, &rec,
-                                               r->connection->log);
-
-        if (rc == NGX_DECLINED) {
-            /* the session ended meanwhile, at a logout */
-            return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
-        }
-
-        if (rc != NGX_OK) {
-            return ngx_http_kanka_oauth_error(r,
-                       NGX_HTTP_INTERNAL_SERVER_ERROR,
-                       "The session could not be kept. Please try again.");
-        }
-
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, log, 0,
                        "kanka_oauth: access token refreshed");
 
-        return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
-                                    &rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS], 0);
+    } else if (rc == NGX_DECLINED) {
+
+        /* revoked, expired or replayed: only a new login helps */
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "kanka_oauth: Kanka refused the refresh token, "
+                      "session ended");
+
+        (void) ngx_http_kanka_oauth_store_delete(job->zone,
+                                                 NGX_HTTP_KANKA_OAUTH_SESSION,
+                                                 job->id);
+
+    } else {
+
+        /* a passing failure: no new try before a back-off */
+
+        backoff = (time_t) 2 << ngx_min(job->failures, 8);
+
+        (void) ngx_http_kanka_oauth_store_release(job->zone, job->id,
+                                                  now + ngx_min(backoff, 300));
     }
 
-    /* a passing failure: back off, and keep the token while it is valid */
+    if (r == NULL) {
+        ngx_destroy_pool(job->pool);
+        return;
+    }
 
-    now = ngx_time();
-    backoff = (time_t) 2 << ngx_min(session->failures, 7);
+    ctx = ngx_http_get_module_ctx(r, ngx_http_kanka_oauth_module);
 
-    (void) ngx_http_kanka_oauth_store_release(klcf->zone->data, session->id,
-                                              now + ngx_min(backoff, 300));
+    ctx->refreshed = rc;
+    ctx->waiting = 0;
 
-    if (session->token_expires > now) {
+    if (rc == NGX_OK) {
+        ctx->new_token.len = tok.access_token.len;
+        ctx->new_token.data = ngx_pnalloc(r->pool, tok.access_token.len);
+
+        if (ctx->new_token.data == NULL) {
+            ctx->refreshed = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+        } else {
+            ngx_memcpy(ctx->new_token.data, tok.access_token.data,
+                       tok.access_token.len);
+        }
+    }
+
+    ngx_destroy_pool(job->pool);
+
+    ngx_http_kanka_oauth_resume(r);
+}
+
+
+static ngx_int_t
+ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ngx_http_kanka_oauth_record_t  *session;
+
+    session = &ctx->session;
+
+    switch (ctx->refreshed) {
+
+    case NGX_OK:
+        return ngx_http_kanka_oauth_use_token(r, klcf, ctx, &ctx->new_token,
+                                              0);
+
+    case NGX_DECLINED:
+        /* refused, or the session ended meanwhile at a logout */
+        return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   "The session could not be kept. Please try again.");
+    }
+
+    /* the old token serves while it is valid */
+
+    if (session->token_expires > ngx_time()) {
         return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
                             &session->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
                             sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
     }
 
-    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-        return ngx_http_kanka_oauth_error(r, rc,
+    if (ctx->refreshed == NGX_HTTP_GATEWAY_TIME_OUT) {
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
                    "Kanka did not answer in time. Please try again.");
     }
 
@@ -778,7 +989,7 @@ ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
         }
 
         ctx->timer.handler = ngx_http_kanka_oauth_poll;
-        ctx->timer.data = r;
+        ctx->timer.data = r->connection;
         ctx->timer.log = r->connection->log;
 
     } else if ((ngx_msec_int_t) (ngx_current_msec - ctx->deadline) >= 0) {
@@ -808,10 +1019,12 @@ ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
 static void
 ngx_http_kanka_oauth_poll(ngx_event_t *ev)
 {
+    ngx_connection_t            *c;
     ngx_http_request_t          *r;
     ngx_http_kanka_oauth_ctx_t  *ctx;
 
-    r = ev->data;
+    c = ev->data;
+    r = c->data;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_kanka_oauth_module);
     ctx->waiting = 0;
@@ -1088,6 +1301,7 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     how.take = 1;
     how.refresh_at = 0;
     how.lease = 0;
+    how.keep_busy = 0;
 
     rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
 
@@ -1214,16 +1428,19 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "kanka_oauth: exchanging authorization code");
 
-    return ngx_http_kanka_oauth_token_call(r, klcf, ctx, &body);
+    ctx->stage = NGX_HTTP_KANKA_OAUTH_EXCHANGE;
+
+    return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &klcf->token_url,
+                                           &body, NULL);
 }
 
 
-/* starts a call to the token endpoint; the request waits for its end */
+/* starts a call to Kanka; the request waits for its end */
 
 static ngx_int_t
-ngx_http_kanka_oauth_token_call(ngx_http_request_t *r,
+ngx_http_kanka_oauth_start_call(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
-    ngx_str_t *body)
+    ngx_str_t *url, ngx_str_t *body, ngx_str_t *bearer)
 {
     ngx_http_kanka_oauth_call_t  *call;
 
@@ -1236,8 +1453,16 @@ ngx_http_kanka_oauth_token_call(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    call->url = klcf->token_url;
-    call->body = *body;
+    call->url = *url;
+
+    if (body) {
+        call->body = *body;
+    }
+
+    if (bearer) {
+        call->bearer = *bearer;
+    }
+
     call->ca_file = klcf->ssl_trusted_certificate;
     call->ssl_verify = klcf->ssl_verify;
     call->timeout = klcf->timeout;
@@ -1249,7 +1474,7 @@ ngx_http_kanka_oauth_token_call(ngx_http_request_t *r,
 
     if (ngx_http_kanka_oauth_call_start(call) != NGX_OK) {
         return ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                   "The login could not be completed.");
+                   "The request could not be completed.");
     }
 
     ctx->call = call;
@@ -1332,6 +1557,14 @@ ngx_http_kanka_oauth_cleanup(void *data)
         ngx_http_kanka_oauth_call_cancel(ctx->call);
     }
 
+    /* a refresh goes on without the request, and logs to the cycle's log */
+
+    if (ctx->refresh) {
+        ctx->refresh->request = NULL;
+        ctx->refresh->call->log = ngx_cycle->log;
+        ctx->refresh = NULL;
+    }
+
     if (ctx->timer.timer_set) {
         ngx_del_timer(&ctx->timer);
     }
@@ -1342,18 +1575,21 @@ static ngx_int_t
 ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
+    u_char                         *p;
+    size_t                          len;
     ngx_int_t                       rc;
-    ngx_str_t                      *ret;
+    ngx_str_t                       url, bearer;
     kanka_token_t                   tok;
     ngx_http_kanka_oauth_call_t    *call;
-    ngx_http_kanka_oauth_record_t   rec;
+    ngx_http_kanka_oauth_record_t  *rec;
 
     call = ctx->call;
     ctx->call = NULL;
 
     r->connection->log->action = "exchanging the authorization code at Kanka";
 
-    rc = ngx_http_kanka_oauth_answer(r, call, &tok, 0);
+    rc = ngx_http_kanka_oauth_answer(r->connection->log, r->pool, call, &tok,
+                                     0);
 
     r->connection->log->action = NULL;
 
@@ -1368,33 +1604,168 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
                    "unexpected answer.");
     }
 
-    ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
+    /* the tokens wait in the request until Kanka says who the user is */
 
-    rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
-    rec.created = ngx_time();
-    rec.expires = rec.created + klcf->session_timeout;
+    rec = &ctx->session;
 
-    if (klcf->session_lifetime < klcf->session_timeout) {
-        rec.expires = rec.created + klcf->session_lifetime;
-    }
+    ngx_memzero(rec, sizeof(ngx_http_kanka_oauth_record_t));
 
-    rec.token_expires = tok.expires_in >= 0
-                        ? rec.created + (time_t) ngx_min(tok.expires_in,
+    rec->kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+    rec->token_expires = tok.expires_in >= 0
+                         ? ngx_time() + (time_t) ngx_min(tok.expires_in,
                                                          NGX_MAX_INT32_VALUE)
-                        : 0;
+                         : 0;
 
-    rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS].data =
+    rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS].data =
                                             (u_char *) tok.access_token.data;
-    rec.field[NGX_HTTP_KANKA_OAUTH_ACCESS].len = tok.access_token.len;
-    rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].data =
+    rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS].len = tok.access_token.len;
+    rec->field[NGX_HTTP_KANKA_OAUTH_REFRESH].data =
                                             (u_char *) tok.refresh_token.data;
-    rec.field[NGX_HTTP_KANKA_OAUTH_REFRESH].len = tok.refresh_token.len;
+    rec->field[NGX_HTTP_KANKA_OAUTH_REFRESH].len = tok.refresh_token.len;
 
-    if (ngx_http_kanka_oauth_random(r, rec.id, KANKA_ID_RAW) != NGX_OK) {
+    len = sizeof("/profile") - 1;
+
+    url.len = klcf->api_url.len + len;
+    url.data = ngx_pnalloc(r->pool, url.len + 1);
+    if (url.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    if (ngx_http_kanka_oauth_store_put(klcf->zone->data, &rec,
+    p = ngx_cpymem(url.data, klcf->api_url.data, klcf->api_url.len);
+
+    if (p[-1] == '/') {
+        p--;
+        url.len--;
+    }
+
+    ngx_memcpy(p, "/profile", len + 1);
+
+    len = sizeof("Authorization: Bearer ") - 1;
+
+    bearer.len = len + tok.access_token.len;
+    bearer.data = ngx_pnalloc(r->pool, bearer.len + 1);
+    if (bearer.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(bearer.data, "Authorization: Bearer ", len);
+    p = ngx_cpymem(p, tok.access_token.data, tok.access_token.len);
+    *p = '\0';
+
+    ctx->stage = NGX_HTTP_KANKA_OAUTH_PROFILE;
+
+    return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
+}
+
+
+/* Kanka said who the user is: the session begins */
+
+static ngx_int_t
+ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    u_char                         *scratch;
+    ngx_str_t                      *ret;
+    ngx_table_elt_t                *h;
+    kanka_profile_t                 profile;
+    ngx_http_kanka_oauth_call_t    *call;
+    ngx_http_kanka_oauth_record_t  *rec;
+
+    call = ctx->call;
+    ctx->call = NULL;
+    rec = &ctx->session;
+
+    r->connection->log->action = "reading the user's profile at Kanka";
+
+    if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: profile endpoint timed out: %s",
+                      call->error);
+        r->connection->log->action = NULL;
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                   "Kanka did not answer in time. Please try again.");
+    }
+
+    if (call->result != NGX_HTTP_KANKA_OAUTH_CALL_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: profile request failed: %s",
+                      call->result == NGX_HTTP_KANKA_OAUTH_CALL_TOO_LARGE
+                      ? (u_char *) "answer too large" : call->error);
+        goto bad_gateway;
+    }
+
+    if (call->status == NGX_HTTP_TOO_MANY_REQUESTS) {
+
+        /* Kanka allows 30 calls a minute per user: a minute's wait helps */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: Kanka's API is rate limiting the user");
+        r->connection->log->action = NULL;
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "60");
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "Kanka is busy. Please try again in a minute.");
+    }
+
+    if (call->status != 200) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: profile endpoint answered %ui",
+                      call->status);
+        goto bad_gateway;
+    }
+
+    scratch = ngx_pnalloc(r->pool, call->response.len + 1);
+    if (scratch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (kanka_parse_profile(call->response.data, call->response.len, scratch,
+                            &profile)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: bad answer from profile endpoint: %s",
+                      profile.problem);
+        goto bad_gateway;
+    }
+
+    r->connection->log->action = NULL;
+
+    rec->field[NGX_HTTP_KANKA_OAUTH_USER_ID].data =
+                                            ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (rec->field[NGX_HTTP_KANKA_OAUTH_USER_ID].data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rec->field[NGX_HTTP_KANKA_OAUTH_USER_ID].len =
+        ngx_sprintf(rec->field[NGX_HTTP_KANKA_OAUTH_USER_ID].data, "%L",
+                    (int64_t) profile.id)
+        - rec->field[NGX_HTTP_KANKA_OAUTH_USER_ID].data;
+
+    rec->field[NGX_HTTP_KANKA_OAUTH_USER_NAME].data =
+                                                (u_char *) profile.name.data;
+    rec->field[NGX_HTTP_KANKA_OAUTH_USER_NAME].len = profile.name.len;
+
+    rec->created = ngx_time();
+    rec->expires = rec->created + ngx_min(klcf->session_timeout,
+                                          klcf->session_lifetime);
+
+    if (ngx_http_kanka_oauth_random(r, rec->id, KANKA_ID_RAW) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_kanka_oauth_store_put(klcf->zone->data, rec,
                                        r->connection->log)
         != NGX_OK)
     {
@@ -1402,7 +1773,7 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
                    "The session could not be kept. Please try again.");
     }
 
-    if (ngx_http_kanka_oauth_set_cookie(r, klcf, &klcf->cookie_name, rec.id,
+    if (ngx_http_kanka_oauth_set_cookie(r, klcf, &klcf->cookie_name, rec->id,
                                         klcf->session_lifetime, 0)
         != NGX_OK)
     {
@@ -1419,6 +1790,14 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
     }
 
     return ngx_http_kanka_oauth_redirect(r, ret);
+
+bad_gateway:
+
+    r->connection->log->action = NULL;
+
+    return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
+               "The login could not be completed: Kanka gave an unexpected "
+               "answer.");
 }
 
 
@@ -1429,7 +1808,7 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
  */
 
 static ngx_int_t
-ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
+ngx_http_kanka_oauth_answer(ngx_log_t *log, ngx_pool_t *pool,
     ngx_http_kanka_oauth_call_t *call, kanka_token_t *tok, ngx_uint_t refresh)
 {
     size_t   n;
@@ -1438,24 +1817,24 @@ ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
     switch (call->result) {
 
     case NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "kanka_oauth: token endpoint timed out: %s",
                       call->error);
         return NGX_HTTP_GATEWAY_TIME_OUT;
 
     case NGX_HTTP_KANKA_OAUTH_CALL_TOO_LARGE:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "kanka_oauth: token endpoint sent more than %uz bytes",
                       call->max_size);
         return NGX_HTTP_BAD_GATEWAY;
 
     case NGX_HTTP_KANKA_OAUTH_CALL_FAILED:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_ERR, log, 0,
                       "kanka_oauth: token request failed: %s", call->error);
         return NGX_HTTP_BAD_GATEWAY;
     }
 
-    scratch = ngx_pnalloc(r->pool, call->response.len + 1);
+    scratch = ngx_pnalloc(pool, call->response.len + 1);
     if (scratch == NULL) {
         return NGX_HTTP_BAD_GATEWAY;
     }
@@ -1465,12 +1844,12 @@ ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
         != 0)
     {
         if (call->status != 200) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_ERR, log, 0,
                           "kanka_oauth: token endpoint answered %ui",
                           call->status);
 
         } else {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_ERR, log, 0,
                           "kanka_oauth: bad answer from token endpoint: %s",
                           tok->problem);
         }
@@ -1490,7 +1869,7 @@ ngx_http_kanka_oauth_answer(ngx_http_request_t *r,
 
     n = kanka_log_safe(buf, sizeof(buf), tok->error.data, tok->error.len);
 
-    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+    ngx_log_error(NGX_LOG_ERR, log, 0,
                   "kanka_oauth: token endpoint answered %ui \"%*s\"",
                   call->status, n, buf);
 
@@ -2120,10 +2499,13 @@ ngx_http_kanka_oauth_arg(ngx_http_request_t *r, const char *name,
 }
 
 
+/* a string of the context of an authenticated request, found by offset */
+
 static ngx_int_t
-ngx_http_kanka_oauth_token_variable(ngx_http_request_t *r,
+ngx_http_kanka_oauth_str_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_str_t                   *s;
     ngx_http_kanka_oauth_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r->main, ngx_http_kanka_oauth_module);
@@ -2133,8 +2515,10 @@ ngx_http_kanka_oauth_token_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    v->data = ctx->token.data;
-    v->len = ctx->token.len;
+    s = (ngx_str_t *) ((u_char *) ctx + data);
+
+    v->data = s->data;
+    v->len = s->len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
@@ -2239,6 +2623,7 @@ ngx_http_kanka_oauth_create_loc_conf(ngx_conf_t *cf)
     conf->timeout = NGX_CONF_UNSET_MSEC;
     conf->ssl_verify = NGX_CONF_UNSET;
     conf->pkce = NGX_CONF_UNSET;
+    conf->users = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -2317,6 +2702,7 @@ ngx_http_kanka_oauth_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
                              prev->ssl_trusted_certificate, "");
     ngx_conf_merge_value(conf->pkce, prev->pkce, 1);
+    ngx_conf_merge_ptr_value(conf->users, prev->users, NULL);
 
     if (conf->session_timeout <= 0 || conf->session_lifetime <= 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -2805,6 +3191,49 @@ invalid_name:
                        "invalid cookie name \"%V\" in \"%V\" directive",
                        &value[1], &cmd->name);
     return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_kanka_oauth_users(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_kanka_oauth_loc_conf_t *klcf = conf;
+
+    ngx_int_t    id;
+    ngx_str_t   *value;
+    ngx_uint_t   i, *user;
+
+    if (klcf->users != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    klcf->users = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                   sizeof(ngx_uint_t));
+    if (klcf->users == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        id = ngx_atoi(value[i].data, value[i].len);
+
+        if (id == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid user id \"%V\" in \"%V\" directive",
+                               &value[i], &cmd->name);
+            return NGX_CONF_ERROR;
+        }
+
+        user = ngx_array_push(klcf->users);
+        if (user == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *user = (ngx_uint_t) id;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -448,6 +448,13 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
 
     rec->expires = kn->expires;
 
+    /* a request waiting for a refresh has its copy from the first look */
+
+    if (how->keep_busy && rec->refresh == NGX_HTTP_KANKA_OAUTH_BUSY) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return NGX_OK;
+    }
+
     size = how->reserve;
 
     for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {

@@ -26,6 +26,8 @@
 /* the fields of a session */
 #define NGX_HTTP_KANKA_OAUTH_ACCESS     0
 #define NGX_HTTP_KANKA_OAUTH_REFRESH    1
+#define NGX_HTTP_KANKA_OAUTH_USER_ID    2
+#define NGX_HTTP_KANKA_OAUTH_USER_NAME  3
 
 /* the fields of a pending login */
 #define NGX_HTTP_KANKA_OAUTH_VERIFIER   0
@@ -65,6 +67,7 @@ typedef struct {
     ngx_uint_t          take;             /* delete the record once read */
     time_t              refresh_at;       /* refresh a token expiring by then */
     ngx_msec_t          lease;            /* for this long, by one request */
+    ngx_uint_t          keep_busy;        /* if BUSY, copy nothing again */
 } ngx_http_kanka_oauth_get_t;
 
 

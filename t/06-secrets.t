@@ -122,16 +122,16 @@ my $rt = 'def50200RT' . random_word(300);
 $secrets{access}{$at} = 1;
 $secrets{refresh}{$rt} = 1;
 
-$kanka->set(token_status => 200, token_fault_times => 1,
-            token_fault_process => 1,
-            token_body => qq({"token_type":"Bearer","expires_in":31536000,)
-                          . qq("access_token":"$at","refresh_token":"$rt"}));
+$kanka->set(token_access_token => $at, token_refresh_token => $rt);
 
 my $b2 = $t->browser();
 @chain = collect($b2->follow('/wiki/known'));
 
 is($chain[-1]{status}, 200, 'a login with known tokens succeeds');
 like($chain[-1]{body}, qr/auth=Bearer \Q$at\E\n/, 'the known access token');
+
+
+$kanka->set(token_access_token => '', token_refresh_token => '');
 
 
 # 3. the token endpoint refuses the code with a JSON error

@@ -311,6 +311,49 @@ sub cookie_of {
     is(refreshes(), 1, 'and no other');
 }
 
+# a client that leaves during the refresh: the answer is kept all the same,
+# since Kanka has already revoked the old tokens
+
+{
+    my ($b, $old) = login(expires_in => 1);
+    sleep 2.1;
+
+    $kanka->set(token_delay => 0.8);
+
+    my $s = IO::Socket::IP->new(PeerAddr => '127.0.0.1', PeerPort => $port)
+        or die "connect: $!";
+    print {$s} "GET /leaving HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n"
+               . "Cookie: " . cookie_of($b) . "\r\nConnection: close\r\n\r\n";
+    sleep 0.3;
+    close $s;
+    sleep 1;
+
+    my $r = $b->get('/after-leaving');
+    is($r->{status}, 200, 'client gone during the refresh: session kept');
+    ok(token_of($r) && token_of($r) ne $old, 'with the refreshed token');
+    is(refreshes(), 1, 'from the one refresh');
+}
+
+# Kanka gives no new refresh token: the session lasts as long as the token
+
+{
+    my ($b) = login(expires_in => 1);
+    sleep 2.1;
+
+    $kanka->set(token_fault_grant => 'refresh_token', token_status => 200,
+                token_content_type => 'application/json',
+                token_body => '{"token_type":"Bearer","expires_in":1,'
+                              . '"access_token":"last.token"}');
+
+    my $r = $b->get('/last');
+    is(token_of($r), 'last.token', 'a token without a refresh token serves');
+
+    sleep 2.1;
+    $r = $b->get('/after-last');
+    is($r->{status}, 302, 'then a new login');
+    is(refreshes(), 1, 'without a refresh that cannot work');
+}
+
 # a reload during a refresh: the old worker finishes it
 
 {

@@ -103,6 +103,7 @@ sub defaults {
         access_token_len   => 1000,
         refresh_token_len  => 700,
         token_access_token => '',
+        token_refresh_token => '',
 
         # faults of the token endpoint; they apply to the grant named in
         # token_fault_grant (all when empty), token_fault_times times (always
@@ -1469,7 +1470,9 @@ sub issue_tokens {
              : make_jwt($client, $uid, $now, $expires_in,
                         $s->{access_token_len});
 
-    my $rt = 'def50200' . random_hex(max($s->{refresh_token_len} - 8, 16));
+    my $rt = $s->{token_refresh_token} ne ''
+             ? $s->{token_refresh_token}
+             : 'def50200' . random_hex(max($s->{refresh_token_len} - 8, 16));
 
     $self->{access}{$at} = {
         client  => $client,

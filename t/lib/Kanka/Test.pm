@@ -137,6 +137,7 @@ sub start_kanka {
     my ($self, %o) = @_;
 
     my $tls = delete $o{tls};
+    my $given = delete $o{cert};
     my $settings = { %{ delete $o{settings} || {} }, %o };
 
     my $port = $self->free_port();
@@ -148,7 +149,7 @@ sub start_kanka {
     my $ca;
 
     if ($tls) {
-        my $cert = $self->make_cert("kanka-$port");
+        my $cert = $given // $self->make_cert("kanka-$port");
         push @cmd, '--tls-cert', $cert->{cert}, '--tls-key', $cert->{key};
         $ca = $cert->{ca};
     }
@@ -195,11 +196,18 @@ sub start_kanka {
 }
 
 
-# a certificate for 127.0.0.1 and localhost, signed by a per-test CA
+# a certificate signed by a per-test CA, for 127.0.0.1 and localhost and
+# valid for two days unless told otherwise: san (the subjectAltName value,
+# "" for none), cn, days, ca (the name of another CA, made on first use),
+# not_before and not_after (epoch seconds, for certificates not yet or no
+# longer valid)
 sub make_cert {
-    my ($self, $name) = @_;
+    my ($self, $name, %o) = @_;
 
     my $d = $self->{dir};
+    my $ca = $o{ca} // 'ca';
+    my $san = $o{san} // 'IP:127.0.0.1,DNS:localhost';
+    my $cn = $o{cn} // '127.0.0.1';
 
     # loaded once here rather than in every client forked by parallel()
     require IO::Socket::SSL;
@@ -207,35 +215,84 @@ sub make_cert {
     my @ec = ('-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1',
               '-nodes');
 
-    unless (-f "$d/ca.crt") {
-        $self->openssl('req', '-x509', @ec, '-keyout', "$d/ca.key",
-                       '-out', "$d/ca.crt", '-days', '2',
-                       '-subj', '/CN=Kanka Test CA',
+    unless (-f "$d/$ca.crt") {
+        my $subj = $ca eq 'ca' ? 'Kanka Test CA' : "Kanka Test CA $ca";
+
+        $self->openssl('req', '-x509', @ec, '-keyout', "$d/$ca.key",
+                       '-out', "$d/$ca.crt", '-days', '2',
+                       '-subj', "/CN=$subj",
                        '-addext', 'basicConstraints=critical,CA:TRUE',
                        '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
     }
 
-    spew("$d/$name.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+    spew("$d/$name.ext", ($san ne '' ? "subjectAltName=$san\n" : '')
                          . "basicConstraints=CA:FALSE\n"
                          . "keyUsage=digitalSignature\n"
                          . "extendedKeyUsage=serverAuth\n");
 
     $self->openssl('req', '-new', @ec, '-keyout', "$d/$name.key",
-                   '-out', "$d/$name.csr", '-subj', '/CN=127.0.0.1');
+                   '-out', "$d/$name.csr", '-subj', "/CN=$cn");
 
-    $self->openssl('x509', '-req', '-in', "$d/$name.csr", '-CA', "$d/ca.crt",
-                   '-CAkey', "$d/ca.key", '-CAcreateserial',
-                   '-out', "$d/$name.crt", '-days', '2',
-                   '-extfile', "$d/$name.ext");
+    if (defined $o{not_before} || defined $o{not_after}) {
+        $self->sign_dated("$d/$name", $ca, $o{not_before} // time - 86400,
+                          $o{not_after} // time + 86400);
 
-    return { cert => "$d/$name.crt", key => "$d/$name.key", ca => "$d/ca.crt" };
+    } else {
+        $self->openssl('x509', '-req', '-in', "$d/$name.csr",
+                       '-CA', "$d/$ca.crt", '-CAkey', "$d/$ca.key",
+                       '-CAcreateserial', '-out', "$d/$name.crt",
+                       '-days', $o{days} // 2, '-extfile', "$d/$name.ext");
+    }
+
+    return { cert => "$d/$name.crt", key => "$d/$name.key",
+             ca => "$d/$ca.crt" };
+}
+
+
+# OpenSSL 3.0's "x509 -req" counts days from now; "ca" takes any dates
+sub sign_dated {
+    my ($self, $base, $ca, $from, $to) = @_;
+
+    my $d = $self->{dir};
+    my $db = "$d/$ca-db";
+    my $date = sub { POSIX::strftime('%Y%m%d%H%M%SZ', gmtime shift) };
+
+    unless (-d $db) {
+        mkdir $db or die "cannot create $db: $!\n";
+        spew("$db/index", '');
+        spew("$db/serial", sprintf "%08X%08X\n", $$, int rand 0xffffffff);
+        spew("$db/ca.conf", <<"CONF");
+[ ca ]
+default_ca = test_ca
+
+[ test_ca ]
+database = $db/index
+new_certs_dir = $db
+serial = $db/serial
+default_md = sha256
+policy = any
+unique_subject = no
+copy_extensions = none
+
+[ any ]
+commonName = supplied
+CONF
+    }
+
+    $self->openssl('ca', '-batch', '-notext', '-config', "$db/ca.conf",
+                   '-cert', "$d/$ca.crt", '-keyfile', "$d/$ca.key",
+                   '-in', "$base.csr", '-out', "$base.crt",
+                   '-startdate', $date->($from), '-enddate', $date->($to),
+                   '-extfile', "$base.ext");
 }
 
 
 sub ca_cert {
-    my ($self) = @_;
+    my ($self, $ca) = @_;
 
-    return -f "$self->{dir}/ca.crt" ? "$self->{dir}/ca.crt" : undef;
+    my $file = "$self->{dir}/" . ($ca // 'ca') . '.crt';
+
+    return -f $file ? $file : undef;
 }
 
 
@@ -343,6 +400,10 @@ sub nginx_t {
     spew($file, $self->frame_conf($self->expand($text, $o{vars}),
                                   error_log => $log,
                                   pid => "$d/nginx-t-$n.pid"));
+
+    # a module built with a sanitizer needs its runtime here too
+    local $ENV{LD_PRELOAD} = $ENV{KANKA_PRELOAD}
+        if defined $ENV{KANKA_PRELOAD} && $ENV{KANKA_PRELOAD} ne '';
 
     my ($code, $out) = $self->run_command(
         [$self->{nginx}, '-t', '-p', "$d/", '-c', $file, '-e', $log], 30);
@@ -653,17 +714,20 @@ sub log_problems {
     my $err = slurp("$self->{dir}/nginx.stderr") // '';
     my ($lpos, $epos) = @{ $self->{checked} || [0, 0] };
 
+    my @all = split /\n/, substr $log, $lpos;
     my @lines = grep {
         my $l = $_;
         !grep { $l =~ $_ } @{ $self->{allow} };
-    } split /\n/, substr $log, $lpos;
+    } @all;
 
+    # nginx points its stderr at the error log once it has read its
+    # configuration, so a sanitizer in a worker reports there
     return {
         alerts    => [ grep { /\[(?:alert|crit|emerg)\]/ } @lines ],
         signals   => [ grep { /exited on signal/ } @lines ],
         sanitizer => [ grep {
             /ERROR: (?:Address|Leak|Memory|Thread)Sanitizer|runtime error:/
-        } split /\n/, substr $err, $epos ],
+        } @all, split /\n/, substr $err, $epos ],
         end       => [length $log, length $err],
     };
 }

@@ -56,6 +56,7 @@ $(MODULE): $(BUILD)/nginx/objs/Makefile $(SOURCES)
 
 test: deps-test
 	$(MAKE) all
+	$(MAKE) fuzz-replay
 	prove -r t/
 
 demo: deps-test

@@ -12,7 +12,7 @@ our @EXPORT = qw(gate_conf parse_query unescape session_cookie);
 
 # a server on PORT0 gated in front of an echoing upstream on PORT1;
 # %o adds directives: http, server, location (the gated "/"), locations,
-# main (before events), zone (size)
+# main (before events), zone (size), upstream (locations of the upstream)
 
 sub gate_conf {
     my (%o) = @_;
@@ -23,6 +23,7 @@ sub gate_conf {
     my $server = $o{server} // '';
     my $location = $o{location} // '';
     my $locations = $o{locations} // '';
+    my $upstream = $o{upstream} // '';
 
     return <<"EOF";
 $main
@@ -56,6 +57,7 @@ $locations
         location / {
             return 200 "upstream uri=\$request_uri auth=\$http_authorization\\n";
         }
+$upstream
     }
 }
 EOF

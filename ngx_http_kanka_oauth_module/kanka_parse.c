@@ -634,6 +634,282 @@ kanka_parse_profile(const unsigned char *in, size_t len,
 }
 
 
+typedef struct {
+    kanka_campaigns_t  *page;
+    unsigned            depth;
+    unsigned            top:2;       /* key at depth 1: 1 data, 2 meta */
+    unsigned            id:1;        /* key at depth 3 in data is "id" */
+    unsigned            last:1;      /* key at depth 2 in meta: last_page */
+    unsigned            has_id:1;    /* the current campaign had an id */
+    unsigned            data_seen:1;
+} kanka_campaigns_ctx_t;
+
+
+static int
+kanka_campaigns_fail(kanka_campaigns_ctx_t *ctx, const char *problem)
+{
+    ctx->page->problem = problem;
+    return 0;
+}
+
+
+static int
+kanka_campaigns_scalar(kanka_campaigns_ctx_t *ctx, int integer,
+    long long value)
+{
+    kanka_campaigns_t  *page = ctx->page;
+
+    if (ctx->depth == 0) {
+        return kanka_campaigns_fail(ctx, "answer is not a JSON object");
+    }
+
+    if (ctx->depth == 1 && ctx->top == 1) {
+        return kanka_campaigns_fail(ctx, "\"data\" is not an array");
+    }
+
+    if (ctx->depth == 2 && ctx->top == 1) {
+        return kanka_campaigns_fail(ctx, "a campaign is not an object");
+    }
+
+    if (ctx->depth == 3 && ctx->top == 1 && ctx->id) {
+        if (!integer || value < 0 || ctx->has_id) {
+            return kanka_campaigns_fail(ctx, "bad campaign id");
+        }
+
+        if (page->n == KANKA_CAMPAIGNS_PAGE_MAX) {
+            return kanka_campaigns_fail(ctx, "too many campaigns on a page");
+        }
+
+        page->ids[page->n++] = (uint64_t) value;
+        ctx->has_id = 1;
+        return 1;
+    }
+
+    if (ctx->depth == 2 && ctx->top == 2 && ctx->last) {
+        if (!integer || value < 0) {
+            return kanka_campaigns_fail(ctx, "bad \"last_page\"");
+        }
+
+        page->last_page = value;
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_campaigns_null(void *data)
+{
+    return kanka_campaigns_scalar(data, 0, 0);
+}
+
+
+static int
+kanka_campaigns_boolean(void *data, int value)
+{
+    (void) value;
+
+    return kanka_campaigns_scalar(data, 0, 0);
+}
+
+
+static int
+kanka_campaigns_integer(void *data, long long value)
+{
+    return kanka_campaigns_scalar(data, 1, value);
+}
+
+
+static int
+kanka_campaigns_double(void *data, double value)
+{
+    (void) value;
+
+    return kanka_campaigns_scalar(data, 0, 0);
+}
+
+
+static int
+kanka_campaigns_string(void *data, const unsigned char *s, size_t len)
+{
+    (void) s;
+    (void) len;
+
+    return kanka_campaigns_scalar(data, 0, 0);
+}
+
+
+static int
+kanka_campaigns_map_key(void *data, const unsigned char *key, size_t len)
+{
+    kanka_campaigns_ctx_t  *ctx = data;
+
+    if (ctx->depth == 1) {
+        ctx->top = (len == 4 && memcmp(key, "data", 4) == 0) ? 1
+                   : (len == 4 && memcmp(key, "meta", 4) == 0) ? 2 : 0;
+
+        if (ctx->top == 1) {
+            if (ctx->data_seen) {
+                return kanka_campaigns_fail(ctx, "duplicate \"data\"");
+            }
+
+            ctx->data_seen = 1;
+        }
+
+    } else if (ctx->depth == 3 && ctx->top == 1) {
+        ctx->id = (len == 2 && memcmp(key, "id", 2) == 0);
+
+    } else if (ctx->depth == 2 && ctx->top == 2) {
+        ctx->last = (len == 9 && memcmp(key, "last_page", 9) == 0);
+    }
+
+    return 1;
+}
+
+
+static int
+kanka_campaigns_start(kanka_campaigns_ctx_t *ctx, int map)
+{
+    if (ctx->depth == 0 && !map) {
+        return kanka_campaigns_fail(ctx, "answer is not a JSON object");
+    }
+
+    if (ctx->depth == 1 && ctx->top == 1 && map) {
+        return kanka_campaigns_fail(ctx, "\"data\" is not an array");
+    }
+
+    if (ctx->depth == 2 && ctx->top == 1) {
+        if (!map) {
+            return kanka_campaigns_fail(ctx, "a campaign is not an object");
+        }
+
+        ctx->has_id = 0;
+    }
+
+    if (ctx->depth == 3 && ctx->top == 1 && ctx->id) {
+        return kanka_campaigns_fail(ctx, "bad campaign id");
+    }
+
+    if (++ctx->depth > KANKA_JSON_DEPTH_MAX) {
+        return kanka_campaigns_fail(ctx, "answer is nested too deeply");
+    }
+
+    ctx->id = 0;
+    ctx->last = 0;
+
+    return 1;
+}
+
+
+static int
+kanka_campaigns_start_map(void *data)
+{
+    return kanka_campaigns_start(data, 1);
+}
+
+
+static int
+kanka_campaigns_start_array(void *data)
+{
+    return kanka_campaigns_start(data, 0);
+}
+
+
+static int
+kanka_campaigns_end(void *data)
+{
+    kanka_campaigns_ctx_t  *ctx = data;
+
+    ctx->depth--;
+
+    if (ctx->depth == 2 && ctx->top == 1 && !ctx->has_id) {
+        return kanka_campaigns_fail(ctx, "a campaign without an id");
+    }
+
+    if (ctx->depth == 1) {
+        ctx->top = 0;
+    }
+
+    ctx->id = 0;
+    ctx->last = 0;
+
+    return 1;
+}
+
+
+static int
+kanka_campaigns_end_map(void *data)
+{
+    return kanka_campaigns_end(data);
+}
+
+
+static const yajl_callbacks  kanka_campaigns_callbacks = {
+    kanka_campaigns_null,
+    kanka_campaigns_boolean,
+    kanka_campaigns_integer,
+    kanka_campaigns_double,
+    NULL,
+    kanka_campaigns_string,
+    kanka_campaigns_start_map,
+    kanka_campaigns_map_key,
+    kanka_campaigns_end_map,
+    kanka_campaigns_start_array,
+    kanka_campaigns_end
+};
+
+
+/*
+ * Reads the campaign ids of one page of Kanka's campaigns answer, and the
+ * number of the last page.  Returns 0, or -1 with page->problem set.
+ */
+
+int
+kanka_parse_campaigns(const unsigned char *in, size_t len,
+    kanka_campaigns_t *page)
+{
+    yajl_handle            h;
+    yajl_status            st;
+    kanka_campaigns_ctx_t  ctx;
+
+    page->n = 0;
+    page->last_page = -1;
+    page->problem = NULL;
+
+    memset(&ctx, 0, sizeof(kanka_campaigns_ctx_t));
+    ctx.page = page;
+
+    h = yajl_alloc(&kanka_campaigns_callbacks, NULL, &ctx);
+    if (h == NULL) {
+        page->problem = "out of memory";
+        return -1;
+    }
+
+    st = yajl_parse(h, in, len);
+
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+
+    yajl_free(h);
+
+    if (st != yajl_status_ok) {
+        if (page->problem == NULL) {
+            page->problem = "answer is not valid JSON";
+        }
+
+        return -1;
+    }
+
+    if (!ctx.data_seen) {
+        page->problem = "no \"data\" in answer";
+        return -1;
+    }
+
+    return 0;
+}
+
+
 /* RFC 6750 b64token: 1*( ALPHA / DIGIT / "-._~+/" ) *"=" */
 
 int

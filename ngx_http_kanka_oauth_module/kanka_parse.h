@@ -52,8 +52,23 @@ typedef struct {
 #define KANKA_NAME_MAX            256
 
 
+/* one page of {"data":[{"id":..},..],"meta":{"last_page":..}} */
+
+#define KANKA_CAMPAIGNS_PAGE_MAX  100
+
+typedef struct {
+    uint64_t               ids[KANKA_CAMPAIGNS_PAGE_MAX];
+    size_t                 n;
+    long long              last_page;       /* -1 when absent */
+    const char            *problem;
+} kanka_campaigns_t;
+
+
 int kanka_parse_token(const unsigned char *in, size_t len,
     unsigned char *scratch, kanka_token_t *tok);
+
+int kanka_parse_campaigns(const unsigned char *in, size_t len,
+    kanka_campaigns_t *page);
 
 int kanka_parse_profile(const unsigned char *in, size_t len,
     unsigned char *scratch, kanka_profile_t *profile);

@@ -36,8 +36,12 @@
 #define NGX_HTTP_KANKA_OAUTH_BEARER      "Bearer "
 
 /* what a call of the request to Kanka is for */
-#define NGX_HTTP_KANKA_OAUTH_EXCHANGE      1
-#define NGX_HTTP_KANKA_OAUTH_PROFILE       2
+#define NGX_HTTP_KANKA_OAUTH_EXCHANGING  1
+#define NGX_HTTP_KANKA_OAUTH_PROFILING   2
+#define NGX_HTTP_KANKA_OAUTH_CHECKING    3
+
+/* pages of campaigns read at most: 15 campaigns a page */
+#define NGX_HTTP_KANKA_OAUTH_PAGES_MAX     20
 
 
 typedef struct {
@@ -75,6 +79,8 @@ typedef struct {
     ngx_str_t                    ssl_trusted_certificate;
     ngx_flag_t                   pkce;
     ngx_array_t                 *users;            /* of ngx_uint_t */
+    ngx_array_t                 *campaigns;        /* of ngx_uint_t */
+    time_t                       campaign_recheck;
 } ngx_http_kanka_oauth_loc_conf_t;
 
 
@@ -109,6 +115,8 @@ typedef struct {
     ngx_str_t                        user_id;
     ngx_str_t                        user_name;
     ngx_uint_t                       stage;       /* what the call is for */
+    ngx_uint_t                       page;
+    ngx_array_t                     *campaigns;   /* of uint64_t, read */
     unsigned                         waiting:1;
     unsigned                         polling:1;
     unsigned                         cleanup:1;
@@ -141,6 +149,18 @@ static ngx_int_t ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
 static ngx_int_t ngx_http_kanka_oauth_allowed(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_recheck(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_campaigns_page(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_campaigns_read(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_recheck_failed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_int_t status);
+static ngx_int_t ngx_http_kanka_oauth_unchecked(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_int_t status);
 static ngx_int_t ngx_http_kanka_oauth_answer(ngx_log_t *log, ngx_pool_t *pool,
     ngx_http_kanka_oauth_call_t *call, kanka_token_t *tok,
     ngx_uint_t refresh);
@@ -209,7 +229,7 @@ static char *ngx_http_kanka_oauth_set_url(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kanka_oauth_cookie(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_kanka_oauth_users(ngx_conf_t *cf, ngx_command_t *cmd,
+static char *ngx_http_kanka_oauth_ids(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_kanka_oauth_ssl_verify(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
@@ -365,9 +385,23 @@ static ngx_command_t  ngx_http_kanka_oauth_commands[] = {
 
     { ngx_string("kanka_oauth_user"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_http_kanka_oauth_users,
+      ngx_http_kanka_oauth_ids,
       NGX_HTTP_LOC_CONF_OFFSET,
-      0,
+      offsetof(ngx_http_kanka_oauth_loc_conf_t, users),
+      NULL },
+
+    { ngx_string("kanka_oauth_campaign"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_kanka_oauth_ids,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kanka_oauth_loc_conf_t, campaigns),
+      NULL },
+
+    { ngx_string("kanka_oauth_campaign_recheck"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kanka_oauth_loc_conf_t, campaign_recheck),
       NULL },
 
     { ngx_string("kanka_oauth_pkce"),
@@ -478,12 +512,16 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
         } else if (ctx->call != NULL) {
             switch (ctx->stage) {
 
-            case NGX_HTTP_KANKA_OAUTH_EXCHANGE:
+            case NGX_HTTP_KANKA_OAUTH_EXCHANGING:
                 rc = ngx_http_kanka_oauth_exchanged(r, klcf, ctx);
                 break;
 
-            default: /* NGX_HTTP_KANKA_OAUTH_PROFILE */
+            case NGX_HTTP_KANKA_OAUTH_PROFILING:
                 rc = ngx_http_kanka_oauth_profiled(r, klcf, ctx);
+                break;
+
+            default: /* NGX_HTTP_KANKA_OAUTH_CHECKING */
+                rc = ngx_http_kanka_oauth_campaigns_read(r, klcf, ctx);
                 break;
             }
 
@@ -570,6 +608,12 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     how.refresh_at = ngx_time() + klcf->refresh_before;
     how.lease = klcf->timeout + 1000;
     how.keep_busy = ctx->polling;
+    how.recheck_at = 0;
+
+    if (klcf->campaigns) {
+        how.fields |= 1 << NGX_HTTP_KANKA_OAUTH_CAMPAIGNS;
+        how.recheck_at = ngx_time() - klcf->campaign_recheck;
+    }
 
     rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
 
@@ -592,6 +636,23 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
         return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
                    "Kanka could not renew the login just now. Please try "
                    "again in a moment.");
+    }
+
+    if (rec->recheck == NGX_HTTP_KANKA_OAUTH_MINE) {
+        return ngx_http_kanka_oauth_recheck(r, klcf, ctx);
+    }
+
+    if (klcf->campaigns && rec->checked == 0) {
+
+        if (rec->recheck == NGX_HTTP_KANKA_OAUTH_BUSY) {
+            /* another request reads the campaigns for the first time */
+            return ngx_http_kanka_oauth_wait(r, klcf, ctx);
+        }
+
+        /* the first reading failed a moment ago */
+
+        return ngx_http_kanka_oauth_unchecked(r, klcf, ctx,
+                                              NGX_HTTP_TOO_MANY_REQUESTS);
     }
 
     return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
@@ -673,28 +734,332 @@ static ngx_int_t
 ngx_http_kanka_oauth_allowed(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
+    u_char      *p, *last;
+    uint64_t     member;
     ngx_int_t    id;
-    ngx_uint_t   i, *users;
+    ngx_str_t   *ids;
+    ngx_uint_t   i, *users, *campaigns;
 
-    if (klcf->users == NULL) {
+    if (klcf->users) {
+        id = ngx_atoi(ctx->user_id.data, ctx->user_id.len);
+        users = klcf->users->elts;
+
+        for (i = 0; i < klcf->users->nelts; i++) {
+            if (id != NGX_ERROR && users[i] == (ngx_uint_t) id) {
+                break;
+            }
+        }
+
+        if (i == klcf->users->nelts) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kanka_oauth: Kanka user \"%V\" is not allowed by "
+                          "\"kanka_oauth_user\"", &ctx->user_id);
+
+            return ngx_http_kanka_oauth_error(r, NGX_HTTP_FORBIDDEN,
+                       "Your Kanka account is not allowed here.");
+        }
+    }
+
+    if (klcf->campaigns == NULL) {
         return NGX_OK;
     }
 
-    id = ngx_atoi(ctx->user_id.data, ctx->user_id.len);
-    users = klcf->users->elts;
+    ids = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS];
+    campaigns = klcf->campaigns->elts;
 
-    for (i = 0; i < klcf->users->nelts; i++) {
-        if (id != NGX_ERROR && users[i] == (ngx_uint_t) id) {
-            return NGX_OK;
+    p = ids->data;
+    last = p ? p + ids->len - ids->len % sizeof(uint64_t) : NULL;
+
+    for ( /* void */ ; p < last; p += sizeof(uint64_t)) {
+        ngx_memcpy(&member, p, sizeof(uint64_t));
+
+        for (i = 0; i < klcf->campaigns->nelts; i++) {
+            if (campaigns[i] == member) {
+                return NGX_OK;
+            }
         }
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                  "kanka_oauth: Kanka user \"%V\" is not allowed by "
-                  "\"kanka_oauth_user\"", &ctx->user_id);
+                  "kanka_oauth: Kanka user \"%V\" is in no campaign allowed "
+                  "by \"kanka_oauth_campaign\"", &ctx->user_id);
 
     return ngx_http_kanka_oauth_error(r, NGX_HTTP_FORBIDDEN,
-               "Your Kanka account is not allowed here.");
+               "Your Kanka account is not a member of a campaign allowed "
+               "here.");
+}
+
+
+/*
+ * Reads the user's campaigns, every page of them; one request of the
+ * session at a time does, when the last reading is too old.
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_recheck(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ctx->page = 1;
+
+    ctx->campaigns = ngx_array_create(r->pool, 16, sizeof(uint64_t));
+    if (ctx->campaigns == NULL) {
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                        NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kanka_oauth: reading the user's campaigns");
+
+    return ngx_http_kanka_oauth_campaigns_page(r, klcf, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_kanka_oauth_campaigns_page(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_int_t   rc;
+    ngx_str_t   url, bearer, *token;
+
+    token = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS];
+
+    url.data = ngx_pnalloc(r->pool, klcf->api_url.len
+                                    + sizeof("/campaigns?page=") - 1
+                                    + NGX_INT_T_LEN + 1);
+
+    len = sizeof("Authorization: Bearer ") - 1;
+    bearer.data = ngx_pnalloc(r->pool, len + token->len + 1);
+
+    if (url.data == NULL || bearer.data == NULL) {
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                        NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    p = ngx_cpymem(url.data, klcf->api_url.data, klcf->api_url.len);
+
+    if (p[-1] == '/') {
+        p--;
+    }
+
+    p = ngx_sprintf(p, "/campaigns?page=%ui%Z", ctx->page);
+    url.len = p - 1 - url.data;
+
+    p = ngx_cpymem(bearer.data, "Authorization: Bearer ", len);
+    p = ngx_cpymem(p, token->data, token->len);
+    *p = '\0';
+    bearer.len = p - bearer.data;
+
+    ctx->stage = NGX_HTTP_KANKA_OAUTH_CHECKING;
+
+    rc = ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
+
+    if (rc != NGX_AGAIN) {
+        (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
+                                                  ctx->session.id, 0, 1);
+    }
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_kanka_oauth_campaigns_read(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    size_t                          size;
+    uint64_t                       *id;
+    ngx_int_t                       rc;
+    ngx_uint_t                      i;
+    kanka_campaigns_t              *page;
+    ngx_http_kanka_oauth_call_t    *call;
+    ngx_http_kanka_oauth_record_t   rec;
+
+    call = ctx->call;
+    ctx->call = NULL;
+
+    r->connection->log->action = "reading the user's campaigns at Kanka";
+
+    if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: campaigns endpoint timed out: %s",
+                      call->error);
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                                NGX_HTTP_GATEWAY_TIME_OUT);
+    }
+
+    if (call->result != NGX_HTTP_KANKA_OAUTH_CALL_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: campaigns request failed: %s",
+                      call->result == NGX_HTTP_KANKA_OAUTH_CALL_TOO_LARGE
+                      ? (u_char *) "answer too large" : call->error);
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                                   NGX_HTTP_BAD_GATEWAY);
+    }
+
+    if (call->status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: Kanka's API is rate limiting the user");
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                                   call->status);
+    }
+
+    if (call->status != 200) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: campaigns endpoint answered %ui",
+                      call->status);
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                                   NGX_HTTP_BAD_GATEWAY);
+    }
+
+    page = ngx_palloc(r->pool, sizeof(kanka_campaigns_t));
+    if (page == NULL) {
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                        NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    if (kanka_parse_campaigns(call->response.data, call->response.len, page)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: bad answer from campaigns endpoint: %s",
+                      page->problem);
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                                   NGX_HTTP_BAD_GATEWAY);
+    }
+
+    id = ngx_array_push_n(ctx->campaigns, page->n ? page->n : 1);
+    if (id == NULL) {
+        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
+                                        NGX_HTTP_INTERNAL_SERVER_ERROR);
+    }
+
+    ctx->campaigns->nelts -= page->n ? 0 : 1;
+
+    for (i = 0; i < page->n; i++) {
+        id[i] = page->ids[i];
+    }
+
+    if (page->last_page > (long long) ctx->page) {
+
+        if (ctx->page < NGX_HTTP_KANKA_OAUTH_PAGES_MAX) {
+            ctx->page++;
+            r->connection->log->action = NULL;
+            return ngx_http_kanka_oauth_campaigns_page(r, klcf, ctx);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "kanka_oauth: the user has more than %d pages of "
+                      "campaigns, the rest is not read",
+                      NGX_HTTP_KANKA_OAUTH_PAGES_MAX);
+    }
+
+    r->connection->log->action = NULL;
+
+    ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
+
+    size = ctx->campaigns->nelts * sizeof(uint64_t);
+
+    ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_RAW);
+    rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+    rec.checked = ngx_time();
+    rec.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS].data =
+                     size ? (u_char *) ctx->campaigns->elts : (u_char *) "";
+    rec.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS].len = size;
+
+    rc = ngx_http_kanka_oauth_store_update(klcf->zone->data, &rec,
+                                           r->connection->log);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   "The session could not be kept. Please try again.");
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kanka_oauth: %ui campaigns read", ctx->campaigns->nelts);
+
+    ctx->session.checked = rec.checked;
+    ctx->session.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS] =
+                                    rec.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS];
+
+    return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
+                            &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+}
+
+
+/*
+ * Campaigns could not be read: the last known answer serves, if there is
+ * one.  Kanka's API allows few calls a minute, so the next try waits.
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_recheck_failed(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_int_t status)
+{
+    time_t  backoff;
+
+    r->connection->log->action = NULL;
+
+    backoff = (time_t) 15 << ngx_min(ctx->session.rechecks, 5);
+
+    (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
+                                              ctx->session.id,
+                                              ngx_time()
+                                              + ngx_min(backoff, 300), 1);
+
+    if (ctx->session.checked != 0) {
+        return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
+                            &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+    }
+
+    return ngx_http_kanka_oauth_unchecked(r, klcf, ctx, status);
+}
+
+
+/* campaigns never read yet: no way to tell a member, try later */
+
+static ngx_int_t
+ngx_http_kanka_oauth_unchecked(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_int_t status)
+{
+    ngx_table_elt_t  *h;
+
+    if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        ngx_str_set(&h->value, "60");
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+                   "Kanka is busy. Please try again in a minute.");
+    }
+
+    if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
+        return ngx_http_kanka_oauth_error(r, status,
+                   "Kanka did not answer in time. Please try again.");
+    }
+
+    return ngx_http_kanka_oauth_error(r, status == NGX_HTTP_BAD_GATEWAY
+                                         ? NGX_HTTP_BAD_GATEWAY
+                                         : NGX_HTTP_INTERNAL_SERVER_ERROR,
+               "Kanka could not say which campaigns you are in. Please try "
+               "again in a moment.");
 }
 
 
@@ -804,7 +1169,7 @@ ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
 failed:
 
     (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
-                                              ctx->session.id, 0);
+                                              ctx->session.id, 0, 0);
 
     return NGX_HTTP_INTERNAL_SERVER_ERROR;
 }
@@ -893,7 +1258,8 @@ ngx_http_kanka_oauth_refresh_done(ngx_http_kanka_oauth_call_t *call)
         backoff = (time_t) 2 << ngx_min(job->failures, 8);
 
         (void) ngx_http_kanka_oauth_store_release(job->zone, job->id,
-                                                  now + ngx_min(backoff, 300));
+                                                  now + ngx_min(backoff, 300),
+                                                  0);
     }
 
     if (r == NULL) {
@@ -1428,7 +1794,7 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "kanka_oauth: exchanging authorization code");
 
-    ctx->stage = NGX_HTTP_KANKA_OAUTH_EXCHANGE;
+    ctx->stage = NGX_HTTP_KANKA_OAUTH_EXCHANGING;
 
     return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &klcf->token_url,
                                            &body, NULL);
@@ -1652,7 +2018,7 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
     p = ngx_cpymem(p, tok.access_token.data, tok.access_token.len);
     *p = '\0';
 
-    ctx->stage = NGX_HTTP_KANKA_OAUTH_PROFILE;
+    ctx->stage = NGX_HTTP_KANKA_OAUTH_PROFILING;
 
     return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
 }
@@ -2624,6 +2990,8 @@ ngx_http_kanka_oauth_create_loc_conf(ngx_conf_t *cf)
     conf->ssl_verify = NGX_CONF_UNSET;
     conf->pkce = NGX_CONF_UNSET;
     conf->users = NGX_CONF_UNSET_PTR;
+    conf->campaigns = NGX_CONF_UNSET_PTR;
+    conf->campaign_recheck = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -2703,6 +3071,9 @@ ngx_http_kanka_oauth_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                              prev->ssl_trusted_certificate, "");
     ngx_conf_merge_value(conf->pkce, prev->pkce, 1);
     ngx_conf_merge_ptr_value(conf->users, prev->users, NULL);
+    ngx_conf_merge_ptr_value(conf->campaigns, prev->campaigns, NULL);
+    ngx_conf_merge_sec_value(conf->campaign_recheck, prev->campaign_recheck,
+                             10 * 60);
 
     if (conf->session_timeout <= 0 || conf->session_lifetime <= 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
@@ -3194,24 +3565,27 @@ invalid_name:
 }
 
 
+/* a list of Kanka ids: users or campaigns */
+
 static char *
-ngx_http_kanka_oauth_users(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_kanka_oauth_ids(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
-    ngx_http_kanka_oauth_loc_conf_t *klcf = conf;
+    ngx_int_t     id;
+    ngx_str_t    *value;
+    ngx_uint_t    i, *p;
+    ngx_array_t  **ids;
 
-    ngx_int_t    id;
-    ngx_str_t   *value;
-    ngx_uint_t   i, *user;
+    ids = (ngx_array_t **) ((u_char *) conf + cmd->offset);
 
-    if (klcf->users != NGX_CONF_UNSET_PTR) {
+    if (*ids != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
 
-    klcf->users = ngx_array_create(cf->pool, cf->args->nelts - 1,
-                                   sizeof(ngx_uint_t));
-    if (klcf->users == NULL) {
+    *ids = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                            sizeof(ngx_uint_t));
+    if (*ids == NULL) {
         return NGX_CONF_ERROR;
     }
 
@@ -3220,17 +3594,17 @@ ngx_http_kanka_oauth_users(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (id == NGX_ERROR) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid user id \"%V\" in \"%V\" directive",
+                               "invalid id \"%V\" in \"%V\" directive",
                                &value[i], &cmd->name);
             return NGX_CONF_ERROR;
         }
 
-        user = ngx_array_push(klcf->users);
-        if (user == NULL) {
+        p = ngx_array_push(*ids);
+        if (p == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        *user = (ngx_uint_t) id;
+        *p = (ngx_uint_t) id;
     }
 
     return NGX_CONF_OK;

@@ -13,7 +13,7 @@
 #include "ngx_http_kanka_oauth_store.h"
 
 
-#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4102    /* layout version */
+#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4103    /* layout version */
 #define NGX_HTTP_KANKA_OAUTH_LOG_EVERY  60
 
 
@@ -39,6 +39,10 @@ typedef struct {
     time_t                          retry;          /* no refresh before */
     ngx_msec_t                      lease;          /* a refresh runs until */
     ngx_uint_t                      failures;
+    time_t                          checked;        /* campaigns read at */
+    time_t                          rretry;         /* no recheck before */
+    ngx_msec_t                      rlease;         /* a recheck runs until */
+    ngx_uint_t                      rechecks;
     uint16_t                        len[NGX_HTTP_KANKA_OAUTH_NFIELDS];
     u_char                          data[1];
 } ngx_http_kanka_oauth_node_t;
@@ -181,8 +185,9 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
 
 
 /*
- * Puts refreshed tokens in a session and ends its lease.  A field of rec
- * with no data keeps the session's value.
+ * Puts refreshed tokens (rec has an access token) or campaigns read again
+ * in a session, and ends the lease of that work.  A field of rec with no
+ * data keeps the session's value.
  */
 
 ngx_int_t
@@ -235,11 +240,14 @@ ngx_http_kanka_oauth_store_update(ngx_http_kanka_oauth_zone_t *zone,
 }
 
 
-/* a refresh failed: end the lease, and wait till "retry" for the next one */
+/*
+ * A refresh (or with "recheck", a reading of campaigns) failed: end the
+ * lease, and wait till "retry" for the next try
+ */
 
 ngx_int_t
 ngx_http_kanka_oauth_store_release(ngx_http_kanka_oauth_zone_t *zone,
-    u_char *id, time_t retry)
+    u_char *id, time_t retry, ngx_uint_t recheck)
 {
     ngx_int_t                     rc;
     ngx_http_kanka_oauth_node_t  *kn;
@@ -249,9 +257,18 @@ ngx_http_kanka_oauth_store_release(ngx_http_kanka_oauth_zone_t *zone,
     kn = ngx_http_kanka_oauth_lookup(zone, id);
 
     if (kn != NULL && kn->kind == NGX_HTTP_KANKA_OAUTH_SESSION) {
-        kn->lease = 0;
-        kn->retry = retry;
-        kn->failures++;
+
+        if (recheck) {
+            kn->rlease = 0;
+            kn->rretry = retry;
+            kn->rechecks++;
+
+        } else {
+            kn->lease = 0;
+            kn->retry = retry;
+            kn->failures++;
+        }
+
         rc = NGX_OK;
 
     } else {
@@ -329,6 +346,14 @@ ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
         ngx_memcpy(kn->id, old->id, KANKA_ID_RAW);
         kn->created = old->created;
         kn->expires = old->expires;
+        kn->token_expires = old->token_expires;
+        kn->retry = old->retry;
+        kn->lease = old->lease;
+        kn->failures = old->failures;
+        kn->checked = old->checked;
+        kn->rretry = old->rretry;
+        kn->rlease = old->rlease;
+        kn->rechecks = old->rechecks;
         src = old->data;
 
     } else {
@@ -336,13 +361,26 @@ ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
         ngx_memcpy(kn->id, rec->id, KANKA_ID_RAW);
         kn->created = rec->created;
         kn->expires = rec->expires;
+        kn->checked = rec->checked;
+        kn->rretry = 0;
+        kn->rlease = 0;
+        kn->rechecks = 0;
         src = NULL;
     }
 
-    kn->token_expires = rec->token_expires;
-    kn->retry = 0;
-    kn->lease = 0;
-    kn->failures = 0;
+    if (old == NULL || rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS].data) {
+        kn->token_expires = rec->token_expires;
+        kn->retry = 0;
+        kn->lease = 0;
+        kn->failures = 0;
+    }
+
+    if (old && rec->field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS].data) {
+        kn->checked = rec->checked;
+        kn->rretry = 0;
+        kn->rlease = 0;
+        kn->rechecks = 0;
+    }
 
     p = kn->data;
 
@@ -447,6 +485,33 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
     }
 
     rec->expires = kn->expires;
+    rec->checked = kn->checked;
+    rec->rechecks = kn->rechecks;
+    rec->recheck = NGX_HTTP_KANKA_OAUTH_FRESH;
+
+    /* campaigns are read again by one request at a time, too */
+
+    if (how->recheck_at && kn->checked <= how->recheck_at
+        && rec->refresh == NGX_HTTP_KANKA_OAUTH_FRESH)
+    {
+        if (kn->rlease
+            && (ngx_msec_int_t) (kn->rlease - ngx_current_msec) > 0)
+        {
+            rec->recheck = NGX_HTTP_KANKA_OAUTH_BUSY;
+
+        } else if (now < kn->rretry) {
+            rec->recheck = NGX_HTTP_KANKA_OAUTH_STALE;
+
+        } else {
+            kn->rlease = ngx_current_msec + how->lease;
+
+            if (kn->rlease == 0) {
+                kn->rlease = 1;
+            }
+
+            rec->recheck = NGX_HTTP_KANKA_OAUTH_MINE;
+        }
+    }
 
     /* a request waiting for a refresh has its copy from the first look */
 

@@ -28,6 +28,7 @@
 #define NGX_HTTP_KANKA_OAUTH_REFRESH    1
 #define NGX_HTTP_KANKA_OAUTH_USER_ID    2
 #define NGX_HTTP_KANKA_OAUTH_USER_NAME  3
+#define NGX_HTTP_KANKA_OAUTH_CAMPAIGNS  4     /* uint64_t ids */
 
 /* the fields of a pending login */
 #define NGX_HTTP_KANKA_OAUTH_VERIFIER   0
@@ -35,12 +36,12 @@
 #define NGX_HTTP_KANKA_OAUTH_BINDING    2
 #define NGX_HTTP_KANKA_OAUTH_RETRY      3
 
-#define NGX_HTTP_KANKA_OAUTH_NFIELDS    4
+#define NGX_HTTP_KANKA_OAUTH_NFIELDS    5
 
 /* the first half of an id finds the record, the second half proves it */
 #define NGX_HTTP_KANKA_OAUTH_SELECTOR   (KANKA_ID_RAW / 2)
 
-/* what a get says of the session's token */
+/* what a get says of the session's token, or of its campaigns */
 #define NGX_HTTP_KANKA_OAUTH_FRESH      0   /* use it */
 #define NGX_HTTP_KANKA_OAUTH_MINE       1   /* refresh it: the lease is ours */
 #define NGX_HTTP_KANKA_OAUTH_BUSY       2   /* another request refreshes it */
@@ -55,6 +56,9 @@ typedef struct {
     time_t              token_expires;
     ngx_uint_t          failures;         /* refreshes failed in a row */
     ngx_uint_t          refresh;          /* FRESH, MINE, BUSY or STALE */
+    time_t              checked;          /* when campaigns were read */
+    ngx_uint_t          rechecks;         /* rechecks failed in a row */
+    ngx_uint_t          recheck;          /* the campaigns: FRESH, MINE... */
     ngx_str_t           field[NGX_HTTP_KANKA_OAUTH_NFIELDS];
 } ngx_http_kanka_oauth_record_t;
 
@@ -68,6 +72,7 @@ typedef struct {
     time_t              refresh_at;       /* refresh a token expiring by then */
     ngx_msec_t          lease;            /* for this long, by one request */
     ngx_uint_t          keep_busy;        /* if BUSY, copy nothing again */
+    time_t              recheck_at;       /* read campaigns read before */
 } ngx_http_kanka_oauth_get_t;
 
 
@@ -91,7 +96,8 @@ ngx_int_t ngx_http_kanka_oauth_store_update(
     ngx_http_kanka_oauth_zone_t *zone, ngx_http_kanka_oauth_record_t *rec,
     ngx_log_t *log);
 ngx_int_t ngx_http_kanka_oauth_store_release(
-    ngx_http_kanka_oauth_zone_t *zone, u_char *id, time_t retry);
+    ngx_http_kanka_oauth_zone_t *zone, u_char *id, time_t retry,
+    ngx_uint_t recheck);
 ngx_int_t ngx_http_kanka_oauth_store_delete(
     ngx_http_kanka_oauth_zone_t *zone, ngx_uint_t kind, u_char *id);
 size_t ngx_http_kanka_oauth_store_node_size(

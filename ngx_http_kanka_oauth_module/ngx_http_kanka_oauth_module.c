@@ -33,12 +33,16 @@
 /* marks a login restarted once, which a browser without cookies repeats */
 #define NGX_HTTP_KANKA_OAUTH_RETRIED     "r"
 
-#define NGX_HTTP_KANKA_OAUTH_BEARER      "Bearer "
+#define NGX_HTTP_KANKA_OAUTH_SCHEME      "Bearer "
 
 /* what a call of the request to Kanka is for */
 #define NGX_HTTP_KANKA_OAUTH_EXCHANGING  1
 #define NGX_HTTP_KANKA_OAUTH_PROFILING   2
 #define NGX_HTTP_KANKA_OAUTH_CHECKING    3
+#define NGX_HTTP_KANKA_OAUTH_VERIFYING   4     /* a bearer token */
+
+/* how long a token that Kanka refused is remembered, at most */
+#define NGX_HTTP_KANKA_OAUTH_REJECTED_TTL  60
 
 /* pages of campaigns read at most: 15 campaigns a page */
 #define NGX_HTTP_KANKA_OAUTH_PAGES_MAX     20
@@ -81,6 +85,8 @@ typedef struct {
     ngx_array_t                 *users;            /* of ngx_uint_t */
     ngx_array_t                 *campaigns;        /* of ngx_uint_t */
     time_t                       campaign_recheck;
+    ngx_flag_t                   bearer;
+    time_t                       bearer_cache;
 } ngx_http_kanka_oauth_loc_conf_t;
 
 
@@ -116,6 +122,7 @@ typedef struct {
     ngx_str_t                        user_name;
     ngx_uint_t                       stage;       /* what the call is for */
     ngx_uint_t                       page;
+    ngx_str_t                        api_token;   /* the request's own */
     ngx_array_t                     *campaigns;   /* of uint64_t, read */
     unsigned                         waiting:1;
     unsigned                         polling:1;
@@ -126,6 +133,15 @@ typedef struct {
 
 
 static ngx_int_t ngx_http_kanka_oauth_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kanka_oauth_check(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_bearer(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_invalid_token(ngx_http_request_t *r);
+static ngx_int_t ngx_http_kanka_oauth_verify(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
+static ngx_int_t ngx_http_kanka_oauth_verified(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
 static ngx_int_t ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
 static ngx_int_t ngx_http_kanka_oauth_anonymous(ngx_http_request_t *r,
@@ -404,6 +420,20 @@ static ngx_command_t  ngx_http_kanka_oauth_commands[] = {
       offsetof(ngx_http_kanka_oauth_loc_conf_t, campaign_recheck),
       NULL },
 
+    { ngx_string("kanka_oauth_bearer"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kanka_oauth_loc_conf_t, bearer),
+      NULL },
+
+    { ngx_string("kanka_oauth_bearer_cache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_sec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_kanka_oauth_loc_conf_t, bearer_cache),
+      NULL },
+
     { ngx_string("kanka_oauth_pkce"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
       ngx_conf_set_flag_slot,
@@ -520,17 +550,17 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
                 rc = ngx_http_kanka_oauth_profiled(r, klcf, ctx);
                 break;
 
+            case NGX_HTTP_KANKA_OAUTH_VERIFYING:
+                rc = ngx_http_kanka_oauth_verified(r, klcf, ctx);
+                break;
+
             default: /* NGX_HTTP_KANKA_OAUTH_CHECKING */
                 rc = ngx_http_kanka_oauth_campaigns_read(r, klcf, ctx);
                 break;
             }
 
         } else {
-            rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
-
-            if (rc == NGX_DECLINED) {
-                rc = ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
-            }
+            rc = ngx_http_kanka_oauth_check(r, klcf, ctx);
         }
 
         goto done;
@@ -559,11 +589,7 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_kanka_oauth_module);
 
-    rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
-
-    if (rc == NGX_DECLINED) {
-        rc = ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
-    }
+    rc = ngx_http_kanka_oauth_check(r, klcf, ctx);
 
 done:
 
@@ -576,9 +602,257 @@ done:
 }
 
 
+/* a session cookie, else a bearer token if allowed, else anonymous */
+
+static ngx_int_t
+ngx_http_kanka_oauth_check(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
+
+    if (rc == NGX_DECLINED && klcf->bearer && ctx->api_token.len == 0
+        && r->headers_in.authorization)
+    {
+        rc = ngx_http_kanka_oauth_bearer(r, klcf, ctx);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_kanka_oauth_session(r, klcf, ctx);
+        }
+    }
+
+    if (rc == NGX_DECLINED) {
+        rc = ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+    }
+
+    return rc;
+}
+
+
+/*
+ * A request with "Authorization: Bearer": the token is known by a hash of
+ * it, never kept itself.  NGX_DECLINED: not a bearer token.
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_bearer(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    u_char        *p, *last;
+    unsigned int   md_len;
+
+    p = r->headers_in.authorization->value.data;
+    last = p + r->headers_in.authorization->value.len;
+
+    if (last - p < 7 || ngx_strncasecmp(p, (u_char *) "bearer ", 7) != 0) {
+        return NGX_DECLINED;
+    }
+
+    for (p += 7; p < last && *p == ' '; p++) { /* void */ }
+
+    if (!kanka_token68_ok(p, last - p, KANKA_ACCESS_TOKEN_MAX)) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kanka_oauth: malformed bearer token");
+        return ngx_http_kanka_oauth_invalid_token(r);
+    }
+
+    ctx->api_token.data = p;
+    ctx->api_token.len = last - p;
+
+    if (EVP_Digest(p, last - p, ctx->session.id, &md_len, EVP_sha256(), NULL)
+        != 1)
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "kanka_oauth: EVP_Digest() failed");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_kanka_oauth_invalid_token(ngx_http_request_t *r)
+{
+    ngx_str_t         body;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    ngx_str_set(&h->value, "Bearer realm=\"kanka\", error=\"invalid_token\"");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    r->headers_out.www_authenticate = h;
+
+    if (ngx_http_kanka_oauth_error_page(r, NGX_HTTP_UNAUTHORIZED)) {
+        return NGX_HTTP_UNAUTHORIZED;
+    }
+
+    ngx_str_set(&body, "{\"error\":\"invalid_token\",\"message\":"
+                       "\"Kanka does not accept this token.\"}");
+
+    return ngx_http_kanka_oauth_send(r, NGX_HTTP_UNAUTHORIZED,
+                                     &ngx_http_kanka_oauth_json, &body);
+}
+
+
+/* a bearer token not seen lately: Kanka's profile endpoint judges it */
+
+static ngx_int_t
+ngx_http_kanka_oauth_verify(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   url, bearer;
+
+    url.len = klcf->api_url.len + sizeof("/profile") - 1;
+    url.data = ngx_pnalloc(r->pool, url.len + 1);
+
+    len = sizeof("Authorization: Bearer ") - 1;
+    bearer.len = len + ctx->api_token.len;
+    bearer.data = ngx_pnalloc(r->pool, bearer.len + 1);
+
+    if (url.data == NULL || bearer.data == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = ngx_cpymem(url.data, klcf->api_url.data, klcf->api_url.len);
+
+    if (p[-1] == '/') {
+        p--;
+        url.len--;
+    }
+
+    ngx_memcpy(p, "/profile", sizeof("/profile"));
+
+    p = ngx_cpymem(bearer.data, "Authorization: Bearer ", len);
+    p = ngx_cpymem(p, ctx->api_token.data, ctx->api_token.len);
+    *p = '\0';
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "kanka_oauth: verifying a bearer token");
+
+    ctx->stage = NGX_HTTP_KANKA_OAUTH_VERIFYING;
+
+    return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
+}
+
+
+static ngx_int_t
+ngx_http_kanka_oauth_verified(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
+{
+    u_char                         *scratch, id[NGX_INT64_LEN];
+    ngx_int_t                       rc;
+    kanka_profile_t                 profile;
+    ngx_http_kanka_oauth_call_t    *call;
+    ngx_http_kanka_oauth_record_t   rec;
+
+    call = ctx->call;
+    ctx->call = NULL;
+
+    ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
+    ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_RAW);
+    rec.created = ngx_time();
+
+    if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: profile endpoint timed out while "
+                      "verifying a bearer token: %s", call->error);
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_GATEWAY_TIME_OUT,
+                   "Kanka did not answer in time. Please try again.");
+    }
+
+    if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_OK
+        && (call->status == NGX_HTTP_UNAUTHORIZED
+            || call->status == NGX_HTTP_FORBIDDEN))
+    {
+        /* remembered a while, so a bad token does not cost a call each */
+
+        rec.kind = NGX_HTTP_KANKA_OAUTH_REJECTED;
+        rec.expires = rec.created + ngx_min(klcf->bearer_cache,
+                                        NGX_HTTP_KANKA_OAUTH_REJECTED_TTL);
+
+        (void) ngx_http_kanka_oauth_store_put(klcf->zone->data, &rec,
+                                              r->connection->log);
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kanka_oauth: Kanka refused a bearer token");
+
+        return ngx_http_kanka_oauth_invalid_token(r);
+    }
+
+    if (call->result != NGX_HTTP_KANKA_OAUTH_CALL_OK
+        || call->status != 200)
+    {
+        if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_OK
+            && call->status == NGX_HTTP_TOO_MANY_REQUESTS)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kanka_oauth: Kanka's API is rate limiting the "
+                          "user of a bearer token");
+            return ngx_http_kanka_oauth_unchecked(r, klcf, ctx,
+                                                NGX_HTTP_TOO_MANY_REQUESTS);
+        }
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: verifying a bearer token failed: %s %ui",
+                      call->result == NGX_HTTP_KANKA_OAUTH_CALL_OK
+                      ? (u_char *) "status" : call->error, call->status);
+
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "Kanka could not check the token. Please try again.");
+    }
+
+    scratch = ngx_pnalloc(r->pool, call->response.len + 1);
+    if (scratch == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (kanka_parse_profile(call->response.data, call->response.len, scratch,
+                            &profile)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "kanka_oauth: bad answer from profile endpoint: %s",
+                      profile.problem);
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
+                   "Kanka could not check the token. Please try again.");
+    }
+
+    rec.kind = NGX_HTTP_KANKA_OAUTH_BEARER;
+    rec.expires = rec.created + klcf->bearer_cache;
+
+    rec.field[NGX_HTTP_KANKA_OAUTH_USER_ID].data = id;
+    rec.field[NGX_HTTP_KANKA_OAUTH_USER_ID].len =
+                            ngx_sprintf(id, "%L", (int64_t) profile.id) - id;
+    rec.field[NGX_HTTP_KANKA_OAUTH_USER_NAME].data =
+                                                (u_char *) profile.name.data;
+    rec.field[NGX_HTTP_KANKA_OAUTH_USER_NAME].len = profile.name.len;
+
+    rc = ngx_http_kanka_oauth_store_put(klcf->zone->data, &rec,
+                                        r->connection->log);
+    if (rc != NGX_OK) {
+        return ngx_http_kanka_oauth_error(r, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                   "The token could not be remembered. Please try again.");
+    }
+
+    return ngx_http_kanka_oauth_session(r, klcf, ctx);
+}
+
+
 /*
  * The valid-session path: one lock hold, one copy of the token.  The same
- * hold takes the refresh lease when the token is about to expire.
+ * hold takes the refresh lease when the token is about to expire.  With a
+ * bearer token of the request, its cached verdict is looked up instead.
  */
 
 static ngx_int_t
@@ -590,22 +864,35 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     ngx_http_kanka_oauth_record_t  *rec;
 
     rec = &ctx->session;
-    rec->kind = NGX_HTTP_KANKA_OAUTH_SESSION;
 
-    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, rec->id)
-        != NGX_OK)
-    {
-        return NGX_DECLINED;
+    if (ctx->api_token.len) {
+        rec->kind = 0;
+        how.idle = 0;
+        how.deadline = 0;
+        how.fields = 1 << NGX_HTTP_KANKA_OAUTH_USER_ID
+                     | 1 << NGX_HTTP_KANKA_OAUTH_USER_NAME;
+        how.reserve = 0;
+        how.refresh_at = 0;
+
+    } else {
+        rec->kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+
+        if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, rec->id)
+            != NGX_OK)
+        {
+            return NGX_DECLINED;
+        }
+
+        how.idle = klcf->session_timeout;
+        how.deadline = klcf->session_lifetime;
+        how.fields = 1 << NGX_HTTP_KANKA_OAUTH_ACCESS
+                     | 1 << NGX_HTTP_KANKA_OAUTH_USER_ID
+                     | 1 << NGX_HTTP_KANKA_OAUTH_USER_NAME;
+        how.reserve = sizeof(NGX_HTTP_KANKA_OAUTH_SCHEME) - 1;
+        how.refresh_at = ngx_time() + klcf->refresh_before;
     }
 
-    how.idle = klcf->session_timeout;
-    how.deadline = klcf->session_lifetime;
-    how.fields = 1 << NGX_HTTP_KANKA_OAUTH_ACCESS
-                 | 1 << NGX_HTTP_KANKA_OAUTH_USER_ID
-                 | 1 << NGX_HTTP_KANKA_OAUTH_USER_NAME;
-    how.reserve = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
     how.take = 0;
-    how.refresh_at = ngx_time() + klcf->refresh_before;
     how.lease = klcf->timeout + 1000;
     how.keep_busy = ctx->polling;
     how.recheck_at = 0;
@@ -616,6 +903,19 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     }
 
     rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
+
+    if (ctx->api_token.len) {
+        if (rc == NGX_DECLINED) {
+            return ngx_http_kanka_oauth_verify(r, klcf, ctx);
+        }
+
+        if (rc == NGX_OK && rec->kind == NGX_HTTP_KANKA_OAUTH_REJECTED) {
+            return ngx_http_kanka_oauth_invalid_token(r);
+        }
+
+        rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS] = ctx->api_token;
+        how.reserve = 0;
+    }
 
     if (rc != NGX_OK) {
         return rc;
@@ -698,7 +998,7 @@ ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
         return rc;
     }
 
-    len = sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1;
+    len = sizeof(NGX_HTTP_KANKA_OAUTH_SCHEME) - 1;
 
     if (reserved >= len) {
         p = token->data - len;
@@ -712,7 +1012,7 @@ ngx_http_kanka_oauth_use_token(ngx_http_request_t *r,
         ngx_memcpy(p + len, token->data, token->len);
     }
 
-    ngx_memcpy(p, NGX_HTTP_KANKA_OAUTH_BEARER, len);
+    ngx_memcpy(p, NGX_HTTP_KANKA_OAUTH_SCHEME, len);
 
     ctx->bearer.data = p;
     ctx->bearer.len = len + token->len;
@@ -962,7 +1262,7 @@ ngx_http_kanka_oauth_campaigns_read(ngx_http_request_t *r,
     size = ctx->campaigns->nelts * sizeof(uint64_t);
 
     ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_RAW);
-    rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+    rec.kind = ctx->session.kind;
     rec.checked = ngx_time();
     rec.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS].data =
                      size ? (u_char *) ctx->campaigns->elts : (u_char *) "";
@@ -989,7 +1289,8 @@ ngx_http_kanka_oauth_campaigns_read(ngx_http_request_t *r,
 
     return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
                             &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS],
-                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+                            ctx->api_token.len
+                            ? 0 : sizeof(NGX_HTTP_KANKA_OAUTH_SCHEME) - 1);
 }
 
 
@@ -1017,7 +1318,8 @@ ngx_http_kanka_oauth_recheck_failed(ngx_http_request_t *r,
     if (ctx->session.checked != 0) {
         return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
                             &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS],
-                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+                            ctx->api_token.len
+                            ? 0 : sizeof(NGX_HTTP_KANKA_OAUTH_SCHEME) - 1);
     }
 
     return ngx_http_kanka_oauth_unchecked(r, klcf, ctx, status);
@@ -1319,7 +1621,7 @@ ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
     if (session->token_expires > ngx_time()) {
         return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
                             &session->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
-                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+                            sizeof(NGX_HTTP_KANKA_OAUTH_SCHEME) - 1);
     }
 
     if (ctx->refreshed == NGX_HTTP_GATEWAY_TIME_OUT) {
@@ -1363,7 +1665,7 @@ ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
         if (rec->token_expires > ngx_time()) {
             return ngx_http_kanka_oauth_use_token(r, klcf, ctx,
                             &rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
-                            sizeof(NGX_HTTP_KANKA_OAUTH_BEARER) - 1);
+                            sizeof(NGX_HTTP_KANKA_OAUTH_SCHEME) - 1);
         }
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -2992,6 +3294,8 @@ ngx_http_kanka_oauth_create_loc_conf(ngx_conf_t *cf)
     conf->users = NGX_CONF_UNSET_PTR;
     conf->campaigns = NGX_CONF_UNSET_PTR;
     conf->campaign_recheck = NGX_CONF_UNSET;
+    conf->bearer = NGX_CONF_UNSET;
+    conf->bearer_cache = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -3074,6 +3378,8 @@ ngx_http_kanka_oauth_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->campaigns, prev->campaigns, NULL);
     ngx_conf_merge_sec_value(conf->campaign_recheck, prev->campaign_recheck,
                              10 * 60);
+    ngx_conf_merge_value(conf->bearer, prev->bearer, 0);
+    ngx_conf_merge_sec_value(conf->bearer_cache, prev->bearer_cache, 5 * 60);
 
     if (conf->session_timeout <= 0 || conf->session_lifetime <= 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -256,7 +256,7 @@ ngx_http_kanka_oauth_store_release(ngx_http_kanka_oauth_zone_t *zone,
 
     kn = ngx_http_kanka_oauth_lookup(zone, id);
 
-    if (kn != NULL && kn->kind == NGX_HTTP_KANKA_OAUTH_SESSION) {
+    if (kn != NULL && kn->kind != NGX_HTTP_KANKA_OAUTH_LOGIN) {
 
         if (recheck) {
             kn->rlease = 0;
@@ -421,10 +421,12 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
 
     kn = ngx_http_kanka_oauth_lookup(zone, rec->id);
 
-    if (kn == NULL || kn->kind != rec->kind) {
+    if (kn == NULL || (rec->kind && kn->kind != rec->kind)) {
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
+
+    rec->kind = kn->kind;
 
     if (kn->expires < now || (how->deadline && kn->created + how->deadline
                                                < now))

@@ -22,6 +22,8 @@
 
 #define NGX_HTTP_KANKA_OAUTH_SESSION    1
 #define NGX_HTTP_KANKA_OAUTH_LOGIN      2
+#define NGX_HTTP_KANKA_OAUTH_BEARER     3     /* a token Kanka accepted */
+#define NGX_HTTP_KANKA_OAUTH_REJECTED   4     /* a token Kanka refused */
 
 /* the fields of a session */
 #define NGX_HTTP_KANKA_OAUTH_ACCESS     0
@@ -49,7 +51,7 @@
 
 
 typedef struct {
-    ngx_uint_t          kind;
+    ngx_uint_t          kind;             /* 0: any, told by a get */
     u_char              id[KANKA_ID_RAW];
     time_t              created;
     time_t              expires;          /* the record goes then */

@@ -593,7 +593,9 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
 
 done:
 
-    if (rc != NGX_AGAIN) {
+    /* NGX_DONE: the answer is sent and the request may be freed already */
+
+    if (rc != NGX_AGAIN && rc != NGX_DONE) {
         ctx->done = 1;
         ctx->rc = rc;
     }
@@ -1728,7 +1730,7 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
     }
 
     if (ngx_http_kanka_oauth_redirect_uri(r, klcf, &redirect_uri) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, binding)
@@ -2053,7 +2055,7 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
     ngx_str_t   redirect_uri, body, *verifier;
 
     if (ngx_http_kanka_oauth_redirect_uri(r, klcf, &redirect_uri) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_HTTP_BAD_REQUEST;
     }
 
     verifier = &ctx->login.field[NGX_HTTP_KANKA_OAUTH_VERIFIER];
@@ -3036,8 +3038,9 @@ static ngx_int_t
 ngx_http_kanka_oauth_redirect_uri(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *uri)
 {
-    u_char     *p;
-    ngx_str_t   host, scheme;
+    u_char                    *p;
+    ngx_str_t                  host, scheme;
+    ngx_http_core_srv_conf_t  *cscf;
 
     if (klcf->redirect_uri.data[0] != '/') {
         *uri = klcf->redirect_uri;
@@ -3049,6 +3052,19 @@ ngx_http_kanka_oauth_redirect_uri(ngx_http_request_t *r,
 
     } else {
         host = r->headers_in.server;
+    }
+
+    if (host.len == 0) {
+        /* HTTP/1.0 without Host: the server's name */
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        host = cscf->server_name;
+    }
+
+    if (host.len == 0) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "kanka_oauth: no host name to build the redirect URI, "
+                      "set \"server_name\" or \"kanka_oauth_redirect_uri\"");
+        return NGX_ERROR;
     }
 
     ngx_str_set(&scheme, "http://");

@@ -388,7 +388,10 @@ ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
 
         if (rec->field[i].data || old == NULL) {
             kn->len[i] = (uint16_t) rec->field[i].len;
-            p = ngx_cpymem(p, rec->field[i].data, rec->field[i].len);
+
+            if (rec->field[i].len) {
+                p = ngx_cpymem(p, rec->field[i].data, rec->field[i].len);
+            }
 
         } else {
             kn->len[i] = old->len[i];

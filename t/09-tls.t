@@ -136,8 +136,8 @@ sub login {
     my $b = $t->browser(port => $port);
     my $from = length $t->error_log();
     my @chain = $b->follow("/$path/page");
-    my @lines = grep { /\[(?:info|notice|warn|error|crit|alert)\].*kanka_oauth/ }
-                split /\n/, $t->log_since($from);
+    my @lines = grep { /\[(?:info|notice|warn|error|crit|alert)\]/
+                       && /kanka_oauth/ } split /\n/, $t->log_since($from);
 
     return ($b, \@chain, \@lines);
 }
@@ -166,7 +166,8 @@ sub fails {
     my ($b, $chain, $lines) = login($path);
     my $last = $chain->[-1];
 
-    like($last->{url}, qr{/\Q$path\E/callback\?}, "$name: back at the callback");
+    like($last->{url}, qr{/\Q$path\E/callback\?},
+         "$name: back at the callback");
     is($last->{status}, 502, "$name: 502");
     like($last->{body}, qr{<h1>502 Bad Gateway</h1>}, "$name: the error page");
     ok(!$b->cookie('kanka_session'), "$name: no session");
@@ -177,7 +178,8 @@ sub fails {
     like($lines->[0] // '', qr/\[error\] .*kanka_oauth: token request failed: /,
          "$name: an error");
     like($lines->[0] // '', $why, "$name: it says why");
-    like($lines->[0] // '', qr/while exchanging the authorization code at Kanka/,
+    like($lines->[0] // '',
+         qr/while exchanging the authorization code at Kanka/,
          "$name: and what was under way");
     unlike($lines->[0] // '', qr/code=|state=|s3cr3t/, "$name: and no secret");
 }
@@ -201,7 +203,8 @@ fails('wrongca', $kanka{good},
 # a certificate for "localhost" at https://127.0.0.1: the name is checked
 
 fails('named', $kanka{named},
-      qr/no alternative certificate subject name matches target host name '127\.0\.0\.1'/,
+      qr/no [ ] alternative [ ] certificate [ ] subject [ ] name [ ] matches
+         [ ] target [ ] host [ ] name [ ] '127\.0\.0\.1'/x,
       'wrong host name');
 
 works('localhost', $kanka{named}, 'the same certificate under its own name');
@@ -237,7 +240,8 @@ works('trusted', $kanka{good}, 'private CA again');
 
     my @warn = $out =~ /(\[warn\].*kanka_oauth_ssl_verify.*)/g;
     is(scalar @warn, 2, 'it warns once for each "kanka_oauth_ssl_verify off"');
-    like($warn[0] // '', qr/"kanka_oauth_ssl_verify" is off: Kanka's certificate is not checked/,
+    like($warn[0] // '',
+         qr/"kanka_oauth_ssl_verify" is off: Kanka's certificate is not/,
          'saying what it means');
 
     (my $on = $conf) =~ s/kanka_oauth_ssl_verify off;//g;
@@ -259,11 +263,14 @@ works('trusted', $kanka{good}, 'private CA again');
     is($r->{status}, 302, 'HTTPS: to Kanka');
 
     my $q = parse_query($r->header('location'));
-    is($q->{redirect_uri}, 'https://127.0.0.1:' . $t->port(2) . '/kanka/callback',
+    is($q->{redirect_uri},
+       'https://127.0.0.1:' . $t->port(2) . '/kanka/callback',
        'HTTPS: the redirect URI is https');
 
-    my ($login) = grep { /^kanka_session_login=/ } $r->header_values('set-cookie');
-    like($login // '', qr/; Secure(?:;|$)/, 'HTTPS: the login cookie is Secure');
+    my ($login) = grep { /^kanka_session_login=/ }
+                  $r->header_values('set-cookie');
+    like($login // '', qr/; Secure(?:;|$)/,
+         'HTTPS: the login cookie is Secure');
 
     my @chain = $b->follow($r->header('location'));
     is($chain[-1]{status}, 200, 'HTTPS: the login succeeds');

@@ -77,7 +77,7 @@ sub new {
     Test::More::diag("keeping $dir") if $keep;
 
     # an interrupted run still ends in END, which stops what was started
-    my %signo = (HUP => 1, INT => 2, TERM => 15);
+    my %signo = (HUP => 1, INT => 2, PIPE => 13, TERM => 15);
 
     for my $sig (keys %signo) {
         my $h = $SIG{$sig};

@@ -203,7 +203,7 @@ static ngx_int_t ngx_http_kanka_oauth_logout(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_kanka_oauth_navigation(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r,
-    ngx_str_t *name, u_char *raw);
+    ngx_str_t *name, u_char *raw, ngx_uint_t skip);
 static ngx_int_t ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *raw,
     time_t max_age, ngx_uint_t login);
@@ -862,6 +862,7 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
     ngx_int_t                       rc;
+    ngx_uint_t                      n;
     ngx_http_kanka_oauth_get_t      how;
     ngx_http_kanka_oauth_record_t  *rec;
 
@@ -878,12 +879,6 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
 
     } else {
         rec->kind = NGX_HTTP_KANKA_OAUTH_SESSION;
-
-        if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, rec->id)
-            != NGX_OK)
-        {
-            return NGX_DECLINED;
-        }
 
         how.idle = klcf->session_timeout;
         how.deadline = klcf->session_lifetime;
@@ -904,7 +899,30 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
         how.recheck_at = ngx_time() - klcf->campaign_recheck;
     }
 
-    rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
+    if (ctx->api_token.len) {
+        rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how,
+                                            r->pool);
+
+    } else {
+
+        /* a cookie of another origin may come first: a few are tried */
+
+        rc = NGX_DECLINED;
+
+        for (n = 0; rc == NGX_DECLINED && n < 4; n++) {
+            if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name,
+                                                rec->id, n)
+                != NGX_OK)
+            {
+                break;
+            }
+
+            rec->kind = NGX_HTTP_KANKA_OAUTH_SESSION;
+
+            rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how,
+                                                r->pool);
+        }
+    }
 
     if (ctx->api_token.len) {
         if (rc == NGX_DECLINED) {
@@ -1733,7 +1751,7 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, binding)
+    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, binding, 0)
         != NGX_OK
         && ngx_http_kanka_oauth_random(r, binding, KANKA_ID_RAW) != NGX_OK)
     {
@@ -1910,12 +1928,13 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     u_char                          raw[KANKA_ID_RAW];
     ngx_int_t                       rc;
     ngx_str_t                       state, code, error, ret;
-    ngx_uint_t                      retried;
+    ngx_uint_t                      n, retried, matched;
     ngx_http_kanka_oauth_ctx_t     *ctx;
     ngx_http_kanka_oauth_get_t      how;
     ngx_http_kanka_oauth_record_t  *rec;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        ngx_http_kanka_oauth_hide_args(r);
         return NGX_HTTP_NOT_ALLOWED;
     }
 
@@ -1991,10 +2010,19 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     ret = rec->field[NGX_HTTP_KANKA_OAUTH_RETURN];
     binding = rec->field[NGX_HTTP_KANKA_OAUTH_BINDING].data;
 
-    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, raw)
-        != NGX_OK
-        || CRYPTO_memcmp(raw, binding, KANKA_ID_RAW) != 0)
-    {
+    matched = 0;
+
+    for (n = 0; n < 4 && !matched; n++) {
+        if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, raw, n)
+            != NGX_OK)
+        {
+            break;
+        }
+
+        matched = (CRYPTO_memcmp(raw, binding, KANKA_ID_RAW) == 0);
+    }
+
+    if (!matched) {
         if (retried) {
             ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "kanka_oauth: callback from a browser that did not "
@@ -2554,7 +2582,9 @@ ngx_http_kanka_oauth_logout(ngx_http_request_t *r,
     u_char     id[KANKA_ID_RAW];
     ngx_str_t  ret;
 
-    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, id) == NGX_OK) {
+    if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, id, 0)
+        == NGX_OK)
+    {
         (void) ngx_http_kanka_oauth_store_delete(klcf->zone->data,
                                                  NGX_HTTP_KANKA_OAUTH_SESSION,
                                                  id);
@@ -2656,12 +2686,16 @@ ngx_http_kanka_oauth_navigation(ngx_http_request_t *r)
 }
 
 
-/* finds a cookie and decodes it as an id; anything else is ignored */
+/*
+ * Finds a cookie and decodes it as an id, skipping "skip" such ids first;
+ * a value that is no id is ignored.
+ */
 
 static ngx_int_t
 ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r, ngx_str_t *name,
-    u_char *raw)
+    u_char *raw, ngx_uint_t skip)
 {
+    u_char           *p, *last;
     kanka_str_t       value;
     ngx_table_elt_t  *h;
 
@@ -2681,11 +2715,23 @@ ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r, ngx_str_t *name,
 
 #endif
 
-        if (kanka_cookie_find(h->value.data, h->value.len, name->data,
-                              name->len, &value)
-            && kanka_id_decode(raw, value.data, value.len) == 0)
-        {
-            return NGX_OK;
+        p = h->value.data;
+        last = p + h->value.len;
+
+        /*
+         * a cookie of the same name set for a parent domain or another
+         * path may come first: every one is tried
+         */
+
+        while (kanka_cookie_find(p, last - p, name->data, name->len, &value)) {
+
+            if (kanka_id_decode(raw, value.data, value.len) == 0
+                && skip-- == 0)
+            {
+                return NGX_OK;
+            }
+
+            p = (u_char *) value.data + value.len;
         }
     }
 

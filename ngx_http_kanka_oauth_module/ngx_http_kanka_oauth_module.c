@@ -1929,9 +1929,27 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     ngx_int_t                       rc;
     ngx_str_t                       state, code, error, ret;
     ngx_uint_t                      n, retried, matched;
+    ngx_table_elt_t                *h;
     ngx_http_kanka_oauth_ctx_t     *ctx;
     ngx_http_kanka_oauth_get_t      how;
     ngx_http_kanka_oauth_record_t  *rec;
+
+    /*
+     * the URL of a page served here holds a code and a state: the page's
+     * own requests (a favicon, say) must not send it on as a Referer
+     */
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Referrer-Policy");
+    ngx_str_set(&h->value, "no-referrer");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         ngx_http_kanka_oauth_hide_args(r);

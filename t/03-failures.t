@@ -92,6 +92,9 @@ sub failure {
         like($r->{body}, $o{page}, "$o{name}: page");
     }
 
+    is($r->header('referrer-policy'), 'no-referrer',
+       "$o{name}: the page's URL is sent nowhere as a Referer");
+
     ok(!$b->cookie('kanka_session'), "$o{name}: no session");
 
     my @lines = module_lines($from);

@@ -209,13 +209,16 @@ sub listen {
     my ($host, $port) = $self->{listen_addr} =~ /\A\[?([^\]]*?)\]?:(\d+)\z/
         or die "invalid listen address \"$self->{listen_addr}\"\n";
 
+    # a non-blocking socket would hide a failed bind behind port 0
+
     my $sock = IO::Socket::IP->new(
         LocalHost => $host,
         LocalPort => $port,
         Listen    => 128,
         ReuseAddr => 1,
-        Blocking  => 0,
     ) or die "cannot listen on $self->{listen_addr}: $@\n";
+
+    $sock->blocking(0);
 
     $self->{listener} = $sock;
     $self->{port} = $sock->sockport;

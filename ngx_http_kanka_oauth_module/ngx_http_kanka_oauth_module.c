@@ -111,12 +111,12 @@ typedef struct {
     ngx_http_kanka_oauth_refresh_t  *refresh;
     ngx_int_t                        refreshed;   /* what the refresh gave */
     ngx_str_t                        new_token;
-    ngx_http_kanka_oauth_record_t    login;
+    ngx_http_kanka_oauth_record_t   *login;       /* at the callback */
     ngx_http_kanka_oauth_record_t    session;
     ngx_str_t                        token;
     ngx_str_t                        bearer;
     ngx_int_t                        rc;
-    ngx_event_t                      timer;       /* waits for a refresh */
+    ngx_event_t                     *timer;       /* waits for a refresh */
     ngx_msec_t                       deadline;
     ngx_str_t                        user_id;
     ngx_str_t                        user_name;
@@ -1676,9 +1676,14 @@ ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        ctx->timer.handler = ngx_http_kanka_oauth_poll;
-        ctx->timer.data = r->connection;
-        ctx->timer.log = r->connection->log;
+        ctx->timer = ngx_pcalloc(r->pool, sizeof(ngx_event_t));
+        if (ctx->timer == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->timer->handler = ngx_http_kanka_oauth_poll;
+        ctx->timer->data = r->connection;
+        ctx->timer->log = r->connection->log;
 
     } else if ((ngx_msec_int_t) (ngx_current_msec - ctx->deadline) >= 0) {
 
@@ -1695,7 +1700,7 @@ ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
                    "Kanka did not answer in time. Please try again.");
     }
 
-    ngx_add_timer(&ctx->timer, 20);
+    ngx_add_timer(ctx->timer, 20);
 
     ctx->waiting = 1;
     r->read_event_handler = ngx_http_test_reading;
@@ -1986,7 +1991,12 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
         ngx_http_set_ctx(r, ctx, ngx_http_kanka_oauth_module);
     }
 
-    rec = &ctx->login;
+    ctx->login = ngx_pcalloc(r->pool, sizeof(ngx_http_kanka_oauth_record_t));
+    if (ctx->login == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rec = ctx->login;
     rec->kind = NGX_HTTP_KANKA_OAUTH_LOGIN;
 
     if (state.data == NULL
@@ -2104,7 +2114,7 @@ ngx_http_kanka_oauth_exchange(ngx_http_request_t *r,
         return NGX_HTTP_BAD_REQUEST;
     }
 
-    verifier = &ctx->login.field[NGX_HTTP_KANKA_OAUTH_VERIFIER];
+    verifier = &ctx->login->field[NGX_HTTP_KANKA_OAUTH_VERIFIER];
 
     len = sizeof("grant_type=authorization_code&client_id=") - 1
           + kanka_escape_form(NULL, klcf->client_id.data, klcf->client_id.len)
@@ -2281,8 +2291,8 @@ ngx_http_kanka_oauth_cleanup(void *data)
         ctx->refresh = NULL;
     }
 
-    if (ctx->timer.timer_set) {
-        ngx_del_timer(&ctx->timer);
+    if (ctx->timer && ctx->timer->timer_set) {
+        ngx_del_timer(ctx->timer);
     }
 }
 
@@ -2499,7 +2509,7 @@ ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "kanka_oauth: session created");
 
-    ret = &ctx->login.field[NGX_HTTP_KANKA_OAUTH_RETURN];
+    ret = &ctx->login->field[NGX_HTTP_KANKA_OAUTH_RETURN];
 
     if (!kanka_return_url_ok(ret->data, ret->len)) {
         ret = &ngx_http_kanka_oauth_root;

@@ -459,6 +459,7 @@ kanka_profile_double(void *data, double value)
 static int
 kanka_profile_string(void *data, const unsigned char *s, size_t len)
 {
+    size_t                i;
     kanka_profile_ctx_t  *ctx = data;
 
     if (ctx->depth == 2 && ctx->in_data && ctx->key == 2) {
@@ -476,7 +477,12 @@ kanka_profile_string(void *data, const unsigned char *s, size_t len)
             }
         }
 
-        memcpy(ctx->scratch, s, len);
+        /* a name goes into headers and logs: no control characters */
+
+        for (i = 0; i < len; i++) {
+            ctx->scratch[i] = (s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+        }
+
         ctx->profile->name.data = ctx->scratch;
         ctx->profile->name.len = len;
         ctx->scratch += len;

@@ -125,6 +125,7 @@ typedef struct {
     ngx_str_t                        api_token;   /* the request's own */
     ngx_array_t                     *campaigns;   /* of uint64_t, read */
     unsigned                         waiting:1;
+    unsigned                         refreshed_now:1;
     unsigned                         polling:1;
     unsigned                         cleanup:1;
     unsigned                         done:1;
@@ -563,6 +564,12 @@ ngx_http_kanka_oauth_handler(ngx_http_request_t *r)
             rc = ngx_http_kanka_oauth_check(r, klcf, ctx);
         }
 
+        /* a session gone meanwhile is no session: never a pass */
+
+        if (rc == NGX_DECLINED) {
+            rc = ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
+        }
+
         goto done;
     }
 
@@ -805,10 +812,16 @@ ngx_http_kanka_oauth_verified(ngx_http_request_t *r,
                                                 NGX_HTTP_TOO_MANY_REQUESTS);
         }
 
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "kanka_oauth: verifying a bearer token failed: %s %ui",
-                      call->result == NGX_HTTP_KANKA_OAUTH_CALL_OK
-                      ? (u_char *) "status" : call->error, call->status);
+        if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_OK) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kanka_oauth: profile endpoint answered %ui while "
+                          "verifying a bearer token", call->status);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "kanka_oauth: verifying a bearer token failed: %s",
+                          call->error);
+        }
 
         return ngx_http_kanka_oauth_error(r, NGX_HTTP_BAD_GATEWAY,
                    "Kanka could not check the token. Please try again.");
@@ -893,6 +906,12 @@ ngx_http_kanka_oauth_session(ngx_http_request_t *r,
     how.lease = klcf->timeout + 1000;
     how.keep_busy = ctx->polling;
     how.recheck_at = 0;
+    how.recheck_lease = klcf->timeout * NGX_HTTP_KANKA_OAUTH_PAGES_MAX + 1000;
+
+    if (ctx->refreshed_now) {
+        /* one refresh a request, however short the new token's life */
+        how.refresh_at = 0;
+    }
 
     if (klcf->campaigns) {
         how.fields |= 1 << NGX_HTTP_KANKA_OAUTH_CAMPAIGNS;
@@ -1082,6 +1101,12 @@ ngx_http_kanka_oauth_allowed(ngx_http_request_t *r,
 
     if (klcf->campaigns == NULL) {
         return NGX_OK;
+    }
+
+    if (ctx->session.checked == 0) {
+        /* never read: no way to tell a member yet */
+        return ngx_http_kanka_oauth_unchecked(r, klcf, ctx,
+                                              NGX_HTTP_TOO_MANY_REQUESTS);
     }
 
     ids = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS];
@@ -1401,19 +1426,9 @@ ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
     ngx_http_kanka_oauth_call_t     *call;
     ngx_http_kanka_oauth_refresh_t  *job;
 
+    /* the store grants no lease to a session without a refresh token */
+
     refresh = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_REFRESH];
-
-    if (refresh->len == 0) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "kanka_oauth: access token expired and Kanka gave no "
-                      "refresh token, session ended");
-
-        (void) ngx_http_kanka_oauth_store_delete(klcf->zone->data,
-                                                 NGX_HTTP_KANKA_OAUTH_SESSION,
-                                                 ctx->session.id);
-
-        return ngx_http_kanka_oauth_anonymous(r, klcf, ctx);
-    }
 
     if (ngx_http_kanka_oauth_add_cleanup(r, ctx) != NGX_OK) {
         goto failed;
@@ -1624,8 +1639,9 @@ ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
     switch (ctx->refreshed) {
 
     case NGX_OK:
-        return ngx_http_kanka_oauth_use_token(r, klcf, ctx, &ctx->new_token,
-                                              0);
+        /* look again: the campaigns may want reading too */
+        ctx->refreshed_now = 1;
+        return ngx_http_kanka_oauth_session(r, klcf, ctx);
 
     case NGX_DECLINED:
         /* refused, or the session ended meanwhile at a logout */
@@ -2019,6 +2035,8 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     how.refresh_at = 0;
     how.lease = 0;
     how.keep_busy = 0;
+    how.recheck_at = 0;
+    how.recheck_lease = 0;
 
     rc = ngx_http_kanka_oauth_store_get(klcf->zone->data, rec, &how, r->pool);
 
@@ -2946,7 +2964,8 @@ ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
         ngx_string("403 Forbidden"),
         ngx_string("500 Internal Server Error"),
         ngx_string("502 Bad Gateway"),
-        ngx_string("504 Gateway Time-out")
+        ngx_string("504 Gateway Time-out"),
+        ngx_string("503 Service Temporarily Unavailable")
     };
 
     static ngx_str_t  codes[] = {
@@ -2954,7 +2973,8 @@ ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
         ngx_string("forbidden"),
         ngx_string("internal_error"),
         ngx_string("bad_gateway"),
-        ngx_string("gateway_timeout")
+        ngx_string("gateway_timeout"),
+        ngx_string("service_unavailable")
     };
 
     if (ngx_http_kanka_oauth_error_page(r, status)) {
@@ -2973,6 +2993,9 @@ ngx_http_kanka_oauth_error(ngx_http_request_t *r, ngx_uint_t status,
         break;
     case NGX_HTTP_GATEWAY_TIME_OUT:
         n = 4;
+        break;
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+        n = 5;
         break;
     default:
         n = 2;

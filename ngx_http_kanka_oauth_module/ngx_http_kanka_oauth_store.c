@@ -144,7 +144,7 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_record_t *rec, ngx_log_t *log)
 {
     ngx_uint_t                    i;
-    ngx_http_kanka_oauth_node_t  *kn;
+    ngx_http_kanka_oauth_node_t  *kn, *old;
 
     for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
         if (rec->field[i].len > 0xffff) {
@@ -173,6 +173,14 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
     }
 
     ngx_http_kanka_oauth_fill(kn, rec, NULL);
+
+    /* two requests may learn the same thing at once: the later one wins */
+
+    old = ngx_http_kanka_oauth_lookup(zone, rec->id);
+
+    if (old) {
+        ngx_http_kanka_oauth_remove(zone, old);
+    }
 
     ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
     ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
@@ -220,7 +228,13 @@ ngx_http_kanka_oauth_store_update(ngx_http_kanka_oauth_zone_t *zone,
     kn = ngx_http_kanka_oauth_alloc(zone, size, log);
 
     if (kn == NULL) {
-        old->lease = 0;
+        if (rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS].data) {
+            old->lease = 0;
+
+        } else {
+            old->rlease = 0;
+        }
+
         ngx_queue_insert_head(&zone->sh->queue, &old->queue);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_ERROR;
@@ -452,7 +466,19 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
      */
 
     if (how->refresh_at && kn->token_expires
-        && kn->token_expires <= how->refresh_at)
+        && kn->token_expires <= how->refresh_at
+        && kn->len[NGX_HTTP_KANKA_OAUTH_REFRESH] == 0)
+    {
+        /* no refresh token: the session ends with its access token */
+
+        if (kn->token_expires <= now) {
+            ngx_http_kanka_oauth_remove(zone, kn);
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+            return NGX_DECLINED;
+        }
+
+    } else if (how->refresh_at && kn->token_expires
+               && kn->token_expires <= how->refresh_at)
     {
         if (kn->lease && (ngx_msec_int_t) (kn->lease - ngx_current_msec) > 0) {
             rec->refresh = NGX_HTTP_KANKA_OAUTH_BUSY;
@@ -508,7 +534,7 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
             rec->recheck = NGX_HTTP_KANKA_OAUTH_STALE;
 
         } else {
-            kn->rlease = ngx_current_msec + how->lease;
+            kn->rlease = ngx_current_msec + how->recheck_lease;
 
             if (kn->rlease == 0) {
                 kn->rlease = 1;

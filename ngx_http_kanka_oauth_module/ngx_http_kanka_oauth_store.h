@@ -75,6 +75,7 @@ typedef struct {
     ngx_msec_t          lease;            /* for this long, by one request */
     ngx_uint_t          keep_busy;        /* if BUSY, copy nothing again */
     time_t              recheck_at;       /* read campaigns read before */
+    ngx_msec_t          recheck_lease;
 } ngx_http_kanka_oauth_get_t;
 
 

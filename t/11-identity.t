@@ -124,9 +124,18 @@ is($r->header('x-user'), '2', 'optional, signed in: user id');
 # a name with characters that need care is passed as Kanka gave it
 
 $kanka->set(users => [ { id => 9, name => "Zo\x{eb} \"Quill\" <b>",
+                         campaigns => [] },
+                       { id => 10, name => "Evil\r\nX-Injected: yes",
                          campaigns => [] } ]);
 my ($zoe, $zr) = login_as(9, '/zoe');
 is($zr->header('x-user'), '9', 'another user');
+
+# a name cannot carry a header into the upstream request
+
+my ($evil) = login_as(10, '/evil');
+$r = $evil->get('/headers');
+is($r->{body}, "user=10 name=Evil??X-Injected: yes\n",
+   'control characters in a name are replaced');
 
 $t->stop();
 

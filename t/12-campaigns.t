@@ -176,10 +176,33 @@ my $newcomer;
     $r = $newcomer->get('/c101/first');
     is($r->{status}, 503, 'first reading rate limited: 503');
     is($r->header('retry-after'), '60', 'with Retry-After');
+    like($r->{body}, qr/<h1>503 Service Temporarily Unavailable<\/h1>/,
+         'and a page that says so');
 
     $kanka->set(api_status => 500, api_body => 'oops');
     $r = $newcomer->get('/c101/first');
     is($r->{status}, 503, 'no new try during the back-off');
+}
+
+# the request that refreshes the token reads the campaigns too
+
+{
+    $kanka->reset(keep_tokens => 1);
+    $kanka->set(authorize_mode => 'approve', users => \@users,
+                rate_limit => 0, expires_in => 1);
+
+    my $b = login_as(1);
+
+    $kanka->reset(keep_tokens => 1);
+    $kanka->set(authorize_mode => 'approve', users => \@users,
+                rate_limit => 0);
+    sleep 2.1;
+
+    my $calls = campaign_calls();
+    is(status($b, '/c101/after-refresh'), 200,
+       'a refresh and a first reading in one request');
+    is($kanka->stats()->{token}{refresh_token}, 1, 'one refresh');
+    is(campaign_calls() - $calls, 1, 'one reading');
 }
 
 $t->stop();

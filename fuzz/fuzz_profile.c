@@ -18,6 +18,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int               rc;
+    size_t            i;
     kanka_profile_t   profile;
     unsigned char    *scratch;
 
@@ -44,6 +45,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             || profile.name.len > KANKA_NAME_MAX))
     {
         abort();
+    }
+
+    /* a name goes into headers: no control characters may come through */
+
+    for (i = 0; profile.name.data != NULL && i < profile.name.len; i++) {
+        if (profile.name.data[i] < 0x20 || profile.name.data[i] == 0x7f) {
+            abort();
+        }
     }
 
     free(scratch);

@@ -51,8 +51,8 @@ for my $d (@code) {
 
 # every directive has a merge rule, so that it is inherited
 
-my ($merge) = $code =~ /ngx_http_kanka_oauth_merge_loc_conf\(ngx_conf_t \*cf,.*?\n\}\n/s
-              ? ($&) : ('');
+my ($merge) = $code =~ /^(ngx_http_kanka_oauth_merge_loc_conf\(.*?^\})$/ms;
+$merge //= '';
 
 for my $field ($code =~ /offsetof\(ngx_http_kanka_oauth_loc_conf_t, (\w+)\)/g) {
     like($merge, qr/conf->\Q$field\E\b/, "$field is merged");

@@ -177,6 +177,11 @@ my (undef, $took) = failure(name => 'timeout', settings => { token_mode => 'hang
         log => qr/\[error\].*token endpoint timed out/);
 ok($took < 2.5, "timeout bounded by kanka_oauth_timeout ($took s)");
 
+(undef, $took) = failure(name => 'slow drip',
+        settings => { token_mode => 'drip', drip_interval => 0.2 },
+        status => 504, log => qr/\[error\].*token endpoint timed out/);
+ok($took < 2.5, "a dripping answer is bounded too ($took s)");
+
 failure(name => 'closed', settings => { token_mode => 'close' },
         status => 502, log => qr/\[error\].*token request failed/);
 

@@ -956,14 +956,15 @@ kanka_token68_ok(const unsigned char *p, size_t len, size_t max)
 
 /*
  * Finds the first cookie of that name in one Cookie header value; the
- * value is returned without surrounding quotes.
+ * value is returned without surrounding quotes.  memchr() steps from one
+ * cookie to the next, as a header may hold many.
  */
 
 int
 kanka_cookie_find(const unsigned char *hdr, size_t len,
     const unsigned char *name, size_t name_len, kanka_str_t *value)
 {
-    const unsigned char  *p, *end, *n, *v, *ve;
+    const unsigned char  *p, *end, *ce, *v, *ve;
 
     p = hdr;
     end = hdr + len;
@@ -974,46 +975,38 @@ kanka_cookie_find(const unsigned char *hdr, size_t len,
             p++;
         }
 
-        n = p;
-
-        while (p < end && *p != '=' && *p != ';') {
-            p++;
+        if (p == end) {
+            break;
         }
 
-        if (p == end || *p == ';') {
-            continue;
+        ce = memchr(p, ';', end - p);
+
+        if (ce == NULL) {
+            ce = end;
         }
 
-        /* p points to '=' */
-
-        v = p + 1;
-        ve = v;
-
-        while (ve < end && *ve != ';') {
-            ve++;
-        }
-
-        p = ve;
-
-        if ((size_t) (v - 1 - n) != name_len
-            || memcmp(n, name, name_len) != 0)
+        if ((size_t) (ce - p) > name_len && p[name_len] == '='
+            && memcmp(p, name, name_len) == 0)
         {
-            continue;
+            v = p + name_len + 1;
+            ve = ce;
+
+            while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) {
+                ve--;
+            }
+
+            if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
+                v++;
+                ve--;
+            }
+
+            value->data = v;
+            value->len = ve - v;
+
+            return 1;
         }
 
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) {
-            ve--;
-        }
-
-        if (ve - v >= 2 && *v == '"' && ve[-1] == '"') {
-            v++;
-            ve--;
-        }
-
-        value->data = v;
-        value->len = ve - v;
-
-        return 1;
+        p = ce;
     }
 
     return 0;
@@ -1172,39 +1165,38 @@ kanka_id_encode(unsigned char *dst, const unsigned char *raw)
 }
 
 
-static int
-kanka_b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
+/* base64url digits by character, -1 for any other character */
 
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-
-    if (c == '-') {
-        return 62;
-    }
-
-    if (c == '_') {
-        return 63;
-    }
-
-    return -1;
-}
+static const signed char  kanka_b64url_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+    -1,  0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14,
+    15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+    41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1
+};
 
 
-/* accepts only the canonical 43-character form that kanka_id_encode makes */
+/*
+ * Accepts only the canonical 43-character form that kanka_id_encode
+ * makes.  It runs for every request with a session: one table look-up a
+ * character, and one test of them all at the end.
+ */
 
 int
 kanka_id_decode(unsigned char *raw, const unsigned char *src, size_t len)
 {
-    int       c[4];
+    int       c0, c1, c2, c3, bad;
     size_t    i, j;
     uint32_t  v;
 
@@ -1212,33 +1204,35 @@ kanka_id_decode(unsigned char *raw, const unsigned char *src, size_t len)
         return -1;
     }
 
+    bad = 0;
+
     for (i = 0, j = 0; i + 4 <= KANKA_ID_LEN; i += 4, j += 3) {
-        c[0] = kanka_b64url_value(src[i]);
-        c[1] = kanka_b64url_value(src[i + 1]);
-        c[2] = kanka_b64url_value(src[i + 2]);
-        c[3] = kanka_b64url_value(src[i + 3]);
+        c0 = kanka_b64url_values[src[i]];
+        c1 = kanka_b64url_values[src[i + 1]];
+        c2 = kanka_b64url_values[src[i + 2]];
+        c3 = kanka_b64url_values[src[i + 3]];
 
-        if ((c[0] | c[1] | c[2] | c[3]) < 0) {
-            return -1;
-        }
+        bad |= c0 | c1 | c2 | c3;
 
-        v = (uint32_t) c[0] << 18 | (uint32_t) c[1] << 12
-            | (uint32_t) c[2] << 6 | (uint32_t) c[3];
+        v = (uint32_t) c0 << 18 | (uint32_t) c1 << 12
+            | (uint32_t) c2 << 6 | (uint32_t) c3;
 
         raw[j] = (unsigned char) (v >> 16);
         raw[j + 1] = (unsigned char) (v >> 8);
         raw[j + 2] = (unsigned char) v;
     }
 
-    c[0] = kanka_b64url_value(src[i]);
-    c[1] = kanka_b64url_value(src[i + 1]);
-    c[2] = kanka_b64url_value(src[i + 2]);
+    c0 = kanka_b64url_values[src[i]];
+    c1 = kanka_b64url_values[src[i + 1]];
+    c2 = kanka_b64url_values[src[i + 2]];
 
-    if ((c[0] | c[1] | c[2]) < 0 || (c[2] & 0x3) != 0) {
+    bad |= c0 | c1 | c2;
+
+    if (bad < 0 || (c2 & 0x3) != 0) {
         return -1;
     }
 
-    v = (uint32_t) c[0] << 18 | (uint32_t) c[1] << 12 | (uint32_t) c[2] << 6;
+    v = (uint32_t) c0 << 18 | (uint32_t) c1 << 12 | (uint32_t) c2 << 6;
 
     raw[j] = (unsigned char) (v >> 16);
     raw[j + 1] = (unsigned char) (v >> 8);

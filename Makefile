@@ -17,9 +17,8 @@ DEBS_TEST  := $(DEBS_BUILD) libio-socket-ssl-perl curl gdb
 
 all: $(MODULE)
 
-# apt-get runs only when a package is missing
-deps:
-	@missing=$$(for p in $(DEBS_BUILD); do \
+# apt-get runs only when a package of the list is missing
+install_missing = missing=$$(for p in $(1); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
 	    | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -28,15 +27,11 @@ deps:
 	    apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+deps:
+	@$(call install_missing,$(DEBS_BUILD))
+
 deps-test:
-	@missing=$$(for p in $(DEBS_TEST); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
-	    | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:" $$missing; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call install_missing,$(DEBS_TEST))
 
 # nginx's configure writes into the tree it runs in: use a copy
 $(BUILD)/nginx/objs/Makefile: config
@@ -148,14 +143,7 @@ clean-asan:
 DEBS_BENCH := $(DEBS_TEST) wrk valgrind
 
 deps-bench:
-	@missing=$$(for p in $(DEBS_BENCH); do \
-	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
-	    | grep -q 'ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing:" $$missing; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call install_missing,$(DEBS_BENCH))
 
 bench: deps-bench
 	$(MAKE) all

@@ -159,6 +159,10 @@ static ngx_int_t ngx_http_kanka_oauth_refreshed(ngx_http_request_t *r,
 static ngx_int_t ngx_http_kanka_oauth_wait(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx);
 static void ngx_http_kanka_oauth_poll(ngx_event_t *ev);
+static ngx_int_t ngx_http_kanka_oauth_api_call(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_str_t *path, ngx_str_t *token, ngx_uint_t stage);
+static ngx_int_t ngx_http_kanka_oauth_busy(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kanka_oauth_start_call(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
     ngx_str_t *url, ngx_str_t *body, ngx_str_t *bearer);
@@ -718,40 +722,14 @@ static ngx_int_t
 ngx_http_kanka_oauth_verify(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
-    u_char     *p;
-    size_t      len;
-    ngx_str_t   url, bearer;
-
-    url.len = klcf->api_url.len + sizeof("/profile") - 1;
-    url.data = ngx_pnalloc(r->pool, url.len + 1);
-
-    len = sizeof("Authorization: Bearer ") - 1;
-    bearer.len = len + ctx->api_token.len;
-    bearer.data = ngx_pnalloc(r->pool, bearer.len + 1);
-
-    if (url.data == NULL || bearer.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    p = ngx_cpymem(url.data, klcf->api_url.data, klcf->api_url.len);
-
-    if (p[-1] == '/') {
-        p--;
-        url.len--;
-    }
-
-    ngx_memcpy(p, "/profile", sizeof("/profile"));
-
-    p = ngx_cpymem(bearer.data, "Authorization: Bearer ", len);
-    p = ngx_cpymem(p, ctx->api_token.data, ctx->api_token.len);
-    *p = '\0';
+    static ngx_str_t  profile = ngx_string("/profile");
 
     ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "kanka_oauth: verifying a bearer token");
 
-    ctx->stage = NGX_HTTP_KANKA_OAUTH_VERIFYING;
-
-    return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
+    return ngx_http_kanka_oauth_api_call(r, klcf, ctx, &profile,
+                                         &ctx->api_token,
+                                         NGX_HTTP_KANKA_OAUTH_VERIFYING);
 }
 
 
@@ -1163,42 +1141,16 @@ static ngx_int_t
 ngx_http_kanka_oauth_campaigns_page(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
-    u_char     *p;
-    size_t      len;
+    u_char      buf[sizeof("/campaigns?page=") + NGX_INT_T_LEN];
     ngx_int_t   rc;
-    ngx_str_t   url, bearer, *token;
+    ngx_str_t   path;
 
-    token = &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS];
+    path.data = buf;
+    path.len = ngx_sprintf(buf, "/campaigns?page=%ui", ctx->page) - buf;
 
-    url.data = ngx_pnalloc(r->pool, klcf->api_url.len
-                                    + sizeof("/campaigns?page=") - 1
-                                    + NGX_INT_T_LEN + 1);
-
-    len = sizeof("Authorization: Bearer ") - 1;
-    bearer.data = ngx_pnalloc(r->pool, len + token->len + 1);
-
-    if (url.data == NULL || bearer.data == NULL) {
-        return ngx_http_kanka_oauth_recheck_failed(r, klcf, ctx,
-                                        NGX_HTTP_INTERNAL_SERVER_ERROR);
-    }
-
-    p = ngx_cpymem(url.data, klcf->api_url.data, klcf->api_url.len);
-
-    if (p[-1] == '/') {
-        p--;
-    }
-
-    p = ngx_sprintf(p, "/campaigns?page=%ui%Z", ctx->page);
-    url.len = p - 1 - url.data;
-
-    p = ngx_cpymem(bearer.data, "Authorization: Bearer ", len);
-    p = ngx_cpymem(p, token->data, token->len);
-    *p = '\0';
-    bearer.len = p - bearer.data;
-
-    ctx->stage = NGX_HTTP_KANKA_OAUTH_CHECKING;
-
-    rc = ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
+    rc = ngx_http_kanka_oauth_api_call(r, klcf, ctx, &path,
+                            &ctx->session.field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                            NGX_HTTP_KANKA_OAUTH_CHECKING);
 
     if (rc != NGX_AGAIN) {
         (void) ngx_http_kanka_oauth_store_release(klcf->zone->data,
@@ -1371,6 +1323,32 @@ ngx_http_kanka_oauth_recheck_failed(ngx_http_request_t *r,
 }
 
 
+/*
+ * Kanka allows 30 API calls a minute per user: a minute's wait helps
+ */
+
+static ngx_int_t
+ngx_http_kanka_oauth_busy(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "60");
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return ngx_http_kanka_oauth_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
+               "Kanka is busy. Please try again in a minute.");
+}
+
+
 /* campaigns never read yet: no way to tell a member, try later */
 
 static ngx_int_t
@@ -1378,23 +1356,8 @@ ngx_http_kanka_oauth_unchecked(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
     ngx_int_t status)
 {
-    ngx_table_elt_t  *h;
-
     if (status == NGX_HTTP_TOO_MANY_REQUESTS) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "60");
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-
-        return ngx_http_kanka_oauth_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                   "Kanka is busy. Please try again in a minute.");
+        return ngx_http_kanka_oauth_busy(r);
     }
 
     if (status == NGX_HTTP_GATEWAY_TIME_OUT) {
@@ -2319,10 +2282,8 @@ static ngx_int_t
 ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
-    u_char                         *p;
-    size_t                          len;
     ngx_int_t                       rc;
-    ngx_str_t                       url, bearer;
+    ngx_str_t                       profile;
     kanka_token_t                   tok;
     ngx_http_kanka_oauth_call_t    *call;
     ngx_http_kanka_oauth_record_t  *rec;
@@ -2350,6 +2311,8 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
 
     /* the tokens wait in the request until Kanka says who the user is */
 
+    ngx_str_set(&profile, "/profile");
+
     rec = &ctx->session;
 
     ngx_memzero(rec, sizeof(ngx_http_kanka_oauth_record_t));
@@ -2367,36 +2330,49 @@ ngx_http_kanka_oauth_exchanged(ngx_http_request_t *r,
                                             (u_char *) tok.refresh_token.data;
     rec->field[NGX_HTTP_KANKA_OAUTH_REFRESH].len = tok.refresh_token.len;
 
-    len = sizeof("/profile") - 1;
+    return ngx_http_kanka_oauth_api_call(r, klcf, ctx, &profile,
+                                &rec->field[NGX_HTTP_KANKA_OAUTH_ACCESS],
+                                NGX_HTTP_KANKA_OAUTH_PROFILING);
+}
 
-    url.len = klcf->api_url.len + len;
+
+/* a GET of Kanka's API with the user's token; the request waits for it */
+
+static ngx_int_t
+ngx_http_kanka_oauth_api_call(ngx_http_request_t *r,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx,
+    ngx_str_t *path, ngx_str_t *token, ngx_uint_t stage)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   url, bearer;
+
+    len = klcf->api_url.len;
+
+    if (klcf->api_url.data[len - 1] == '/') {
+        len--;
+    }
+
+    url.len = len + path->len;
     url.data = ngx_pnalloc(r->pool, url.len + 1);
-    if (url.data == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
-    p = ngx_cpymem(url.data, klcf->api_url.data, klcf->api_url.len);
-
-    if (p[-1] == '/') {
-        p--;
-        url.len--;
-    }
-
-    ngx_memcpy(p, "/profile", len + 1);
-
-    len = sizeof("Authorization: Bearer ") - 1;
-
-    bearer.len = len + tok.access_token.len;
+    bearer.len = sizeof("Authorization: Bearer ") - 1 + token->len;
     bearer.data = ngx_pnalloc(r->pool, bearer.len + 1);
-    if (bearer.data == NULL) {
+
+    if (url.data == NULL || bearer.data == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    p = ngx_cpymem(bearer.data, "Authorization: Bearer ", len);
-    p = ngx_cpymem(p, tok.access_token.data, tok.access_token.len);
+    p = ngx_cpymem(url.data, klcf->api_url.data, len);
+    p = ngx_cpymem(p, path->data, path->len);
     *p = '\0';
 
-    ctx->stage = NGX_HTTP_KANKA_OAUTH_PROFILING;
+    p = ngx_cpymem(bearer.data, "Authorization: Bearer ",
+                   sizeof("Authorization: Bearer ") - 1);
+    p = ngx_cpymem(p, token->data, token->len);
+    *p = '\0';
+
+    ctx->stage = stage;
 
     return ngx_http_kanka_oauth_start_call(r, klcf, ctx, &url, NULL, &bearer);
 }
@@ -2410,7 +2386,6 @@ ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
 {
     u_char                         *scratch;
     ngx_str_t                      *ret;
-    ngx_table_elt_t                *h;
     kanka_profile_t                 profile;
     ngx_http_kanka_oauth_call_t    *call;
     ngx_http_kanka_oauth_record_t  *rec;
@@ -2446,20 +2421,7 @@ ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
                       "kanka_oauth: Kanka's API is rate limiting the user");
         r->connection->log->action = NULL;
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        ngx_str_set(&h->value, "60");
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-
-        return ngx_http_kanka_oauth_error(r, NGX_HTTP_SERVICE_UNAVAILABLE,
-                   "Kanka is busy. Please try again in a minute.");
+        return ngx_http_kanka_oauth_busy(r);
     }
 
     if (call->status != 200) {

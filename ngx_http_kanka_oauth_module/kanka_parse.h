@@ -88,9 +88,6 @@ int kanka_token68_ok(const unsigned char *p, size_t len, size_t max);
 
 void kanka_id_encode(unsigned char *dst, const unsigned char *raw);
 
-int kanka_id_decode(unsigned char *raw, const unsigned char *src,
-    size_t len);
-
 size_t kanka_escape_form(unsigned char *dst, const unsigned char *src,
     size_t len);
 

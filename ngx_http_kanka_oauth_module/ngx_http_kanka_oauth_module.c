@@ -102,7 +102,7 @@ typedef struct {
     ngx_http_kanka_oauth_zone_t     *zone;
     ngx_http_kanka_oauth_call_t     *call;
     ngx_uint_t                       failures;
-    u_char                           id[KANKA_ID_RAW];
+    u_char                           id[KANKA_ID_LEN];
 } ngx_http_kanka_oauth_refresh_t;
 
 
@@ -208,9 +208,9 @@ static ngx_int_t ngx_http_kanka_oauth_logout(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_kanka_oauth_navigation(ngx_http_request_t *r);
 static ngx_int_t ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r,
-    ngx_str_t *name, u_char *raw, ngx_uint_t skip);
+    ngx_str_t *name, u_char *id, ngx_uint_t skip);
 static ngx_int_t ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
-    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *raw,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *id,
     time_t max_age, ngx_uint_t login);
 static ngx_int_t ngx_http_kanka_oauth_set_authorization(ngx_http_request_t *r,
     ngx_str_t *value);
@@ -225,8 +225,8 @@ static ngx_int_t ngx_http_kanka_oauth_send(ngx_http_request_t *r,
 static ngx_int_t ngx_http_kanka_oauth_redirect_uri(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *uri);
 static void ngx_http_kanka_oauth_hide_args(ngx_http_request_t *r);
-static ngx_int_t ngx_http_kanka_oauth_random(ngx_http_request_t *r,
-    u_char *buf, size_t len);
+static ngx_int_t ngx_http_kanka_oauth_new_id(ngx_http_request_t *r,
+    u_char *id);
 static ngx_int_t ngx_http_kanka_oauth_arg(ngx_http_request_t *r,
     const char *name, ngx_str_t *value);
 
@@ -652,7 +652,7 @@ static ngx_int_t
 ngx_http_kanka_oauth_bearer(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_http_kanka_oauth_ctx_t *ctx)
 {
-    u_char        *p, *last;
+    u_char        *p, *last, digest[EVP_MAX_MD_SIZE];
     unsigned int   md_len;
 
     p = r->headers_in.authorization->value.data;
@@ -673,13 +673,15 @@ ngx_http_kanka_oauth_bearer(ngx_http_request_t *r,
     ctx->api_token.data = p;
     ctx->api_token.len = last - p;
 
-    if (EVP_Digest(p, last - p, ctx->session.id, &md_len, EVP_sha256(), NULL)
-        != 1)
-    {
+    /* the verdict on a token is kept under its digest */
+
+    if (EVP_Digest(p, last - p, digest, &md_len, EVP_sha256(), NULL) != 1) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "kanka_oauth: EVP_Digest() failed");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    kanka_id_encode(ctx->session.id, digest);
 
     return NGX_OK;
 }
@@ -747,7 +749,7 @@ ngx_http_kanka_oauth_verified(ngx_http_request_t *r,
     ctx->call = NULL;
 
     ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
-    ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_RAW);
+    ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_LEN);
     rec.created = ngx_time();
 
     if (call->result == NGX_HTTP_KANKA_OAUTH_CALL_TIMEDOUT) {
@@ -1258,7 +1260,7 @@ ngx_http_kanka_oauth_campaigns_read(ngx_http_request_t *r,
 
     size = ctx->campaigns->nelts * sizeof(uint64_t);
 
-    ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_RAW);
+    ngx_memcpy(rec.id, ctx->session.id, KANKA_ID_LEN);
     rec.kind = ctx->session.kind;
     rec.checked = ngx_time();
     rec.field[NGX_HTTP_KANKA_OAUTH_CAMPAIGNS].data =
@@ -1450,7 +1452,7 @@ ngx_http_kanka_oauth_refresh(ngx_http_request_t *r,
     job->zone = klcf->zone->data;
     job->call = call;
     job->failures = ctx->session.failures;
-    ngx_memcpy(job->id, ctx->session.id, KANKA_ID_RAW);
+    ngx_memcpy(job->id, ctx->session.id, KANKA_ID_LEN);
 
     if (ngx_http_kanka_oauth_call_start(call) != NGX_OK) {
         ngx_destroy_pool(pool);
@@ -1511,7 +1513,7 @@ ngx_http_kanka_oauth_refresh_done(ngx_http_kanka_oauth_call_t *call)
     if (rc == NGX_OK) {
         ngx_memzero(&rec, sizeof(ngx_http_kanka_oauth_record_t));
 
-        ngx_memcpy(rec.id, job->id, KANKA_ID_RAW);
+        ngx_memcpy(rec.id, job->id, KANKA_ID_LEN);
         rec.kind = NGX_HTTP_KANKA_OAUTH_SESSION;
         rec.token_expires = tok.expires_in >= 0
                             ? now + (time_t) ngx_min(tok.expires_in,
@@ -1719,11 +1721,10 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
     size_t                          len;
     u_char                         *p;
     ngx_str_t                       location, redirect_uri;
-    u_char                          state[KANKA_ID_LEN];
     u_char                          verifier[KANKA_ID_LEN];
     u_char                          challenge[KANKA_ID_LEN];
-    u_char                          binding[KANKA_ID_RAW];
-    u_char                          raw[KANKA_ID_RAW];
+    u_char                          binding[KANKA_ID_LEN];
+    u_char                          digest[EVP_MAX_MD_SIZE];
     unsigned int                    md_len;
     ngx_http_kanka_oauth_record_t   rec;
 
@@ -1737,7 +1738,7 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
 
     if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, binding, 0)
         != NGX_OK
-        && ngx_http_kanka_oauth_random(r, binding, KANKA_ID_RAW) != NGX_OK)
+        && ngx_http_kanka_oauth_new_id(r, binding) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -1748,20 +1749,19 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
     rec.created = ngx_time();
     rec.expires = rec.created + NGX_HTTP_KANKA_OAUTH_LOGIN_TTL;
 
-    if (ngx_http_kanka_oauth_random(r, rec.id, KANKA_ID_RAW) != NGX_OK
-        || ngx_http_kanka_oauth_random(r, raw, KANKA_ID_RAW) != NGX_OK)
+    /* the state is the id of the pending login */
+
+    if (ngx_http_kanka_oauth_new_id(r, rec.id) != NGX_OK
+        || ngx_http_kanka_oauth_new_id(r, verifier) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    kanka_id_encode(state, rec.id);
-    kanka_id_encode(verifier, raw);
 
     rec.field[NGX_HTTP_KANKA_OAUTH_VERIFIER].data = verifier;
     rec.field[NGX_HTTP_KANKA_OAUTH_VERIFIER].len = KANKA_ID_LEN;
     rec.field[NGX_HTTP_KANKA_OAUTH_RETURN] = *return_url;
     rec.field[NGX_HTTP_KANKA_OAUTH_BINDING].data = binding;
-    rec.field[NGX_HTTP_KANKA_OAUTH_BINDING].len = KANKA_ID_RAW;
+    rec.field[NGX_HTTP_KANKA_OAUTH_BINDING].len = KANKA_ID_LEN;
 
     if (retried) {
         rec.field[NGX_HTTP_KANKA_OAUTH_RETRY].data =
@@ -1777,8 +1777,8 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
     }
 
     if (klcf->pkce) {
-        if (EVP_Digest(verifier, KANKA_ID_LEN, raw, &md_len, EVP_sha256(),
-                       NULL)
+        if (EVP_Digest(verifier, KANKA_ID_LEN, digest, &md_len,
+                       EVP_sha256(), NULL)
             != 1)
         {
             ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -1786,7 +1786,7 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        kanka_id_encode(challenge, raw);
+        kanka_id_encode(challenge, digest);
     }
 
     len = klcf->authorize_url.len + sizeof("?client_id=") - 1
@@ -1816,7 +1816,7 @@ ngx_http_kanka_oauth_login(ngx_http_request_t *r,
     p += kanka_escape_form(p, redirect_uri.data, redirect_uri.len);
     p = ngx_cpymem(p, "&response_type=code&state=",
                    sizeof("&response_type=code&state=") - 1);
-    p = ngx_cpymem(p, state, KANKA_ID_LEN);
+    p = ngx_cpymem(p, rec.id, KANKA_ID_LEN);
 
     if (klcf->pkce) {
         p = ngx_cpymem(p, "&code_challenge=", sizeof("&code_challenge=") - 1);
@@ -1909,7 +1909,7 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf)
 {
     u_char                         *binding;
-    u_char                          raw[KANKA_ID_RAW];
+    u_char                          cookie[KANKA_ID_LEN];
     ngx_int_t                       rc;
     ngx_str_t                       state, code, error, ret;
     ngx_uint_t                      n, retried, matched;
@@ -1978,15 +1978,15 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     rec = ctx->login;
     rec->kind = NGX_HTTP_KANKA_OAUTH_LOGIN;
 
-    if (state.data == NULL
-        || kanka_id_decode(rec->id, state.data, state.len) != 0)
-    {
+    if (state.len != KANKA_ID_LEN) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "kanka_oauth: callback without a valid state, "
                       "login restarted");
         return ngx_http_kanka_oauth_login(r, klcf, &ngx_http_kanka_oauth_root,
                                           1);
     }
+
+    ngx_memcpy(rec->id, state.data, KANKA_ID_LEN);
 
     /* a state serves once: it is deleted as it is read */
 
@@ -2022,13 +2022,14 @@ ngx_http_kanka_oauth_callback(ngx_http_request_t *r,
     matched = 0;
 
     for (n = 0; n < 4 && !matched; n++) {
-        if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, raw, n)
+        if (ngx_http_kanka_oauth_get_cookie(r, &klcf->binding_name, cookie,
+                                            n)
             != NGX_OK)
         {
             break;
         }
 
-        matched = (CRYPTO_memcmp(raw, binding, KANKA_ID_RAW) == 0);
+        matched = (CRYPTO_memcmp(cookie, binding, KANKA_ID_LEN) == 0);
     }
 
     if (!matched) {
@@ -2467,7 +2468,7 @@ ngx_http_kanka_oauth_profiled(ngx_http_request_t *r,
     rec->expires = rec->created + ngx_min(klcf->session_timeout,
                                           klcf->session_lifetime);
 
-    if (ngx_http_kanka_oauth_random(r, rec->id, KANKA_ID_RAW) != NGX_OK) {
+    if (ngx_http_kanka_oauth_new_id(r, rec->id) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
@@ -2587,7 +2588,7 @@ static ngx_int_t
 ngx_http_kanka_oauth_logout(ngx_http_request_t *r,
     ngx_http_kanka_oauth_loc_conf_t *klcf)
 {
-    u_char     id[KANKA_ID_RAW];
+    u_char     id[KANKA_ID_LEN];
     ngx_str_t  ret;
 
     if (ngx_http_kanka_oauth_get_cookie(r, &klcf->cookie_name, id, 0)
@@ -2695,13 +2696,14 @@ ngx_http_kanka_oauth_navigation(ngx_http_request_t *r)
 
 
 /*
- * Finds a cookie and decodes it as an id, skipping "skip" such ids first;
- * a value that is no id is ignored.
+ * Finds a cookie of an id's length and copies it to "id", skipping "skip"
+ * such cookies first; a value of another length is ignored.  The text is
+ * not checked: the store knows only ids that it made.
  */
 
 static ngx_int_t
 ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r, ngx_str_t *name,
-    u_char *raw, ngx_uint_t skip)
+    u_char *id, ngx_uint_t skip)
 {
     u_char           *p, *last;
     kanka_str_t       value;
@@ -2733,9 +2735,8 @@ ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r, ngx_str_t *name,
 
         while (kanka_cookie_find(p, last - p, name->data, name->len, &value)) {
 
-            if (kanka_id_decode(raw, value.data, value.len) == 0
-                && skip-- == 0)
-            {
+            if (value.len == KANKA_ID_LEN && skip-- == 0) {
+                ngx_memcpy(id, value.data, KANKA_ID_LEN);
                 return NGX_OK;
             }
 
@@ -2747,11 +2748,11 @@ ngx_http_kanka_oauth_get_cookie(ngx_http_request_t *r, ngx_str_t *name,
 }
 
 
-/* raw NULL clears the cookie */
+/* id NULL clears the cookie */
 
 static ngx_int_t
 ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
-    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *raw,
+    ngx_http_kanka_oauth_loc_conf_t *klcf, ngx_str_t *name, u_char *id,
     time_t max_age, ngx_uint_t login)
 {
     size_t            len;
@@ -2796,9 +2797,8 @@ ngx_http_kanka_oauth_set_cookie(ngx_http_request_t *r,
     p = ngx_cpymem(p, name->data, name->len);
     *p++ = '=';
 
-    if (raw) {
-        kanka_id_encode(p, raw);
-        p += KANKA_ID_LEN;
+    if (id) {
+        p = ngx_cpymem(p, id, KANKA_ID_LEN);
     }
 
     p = ngx_sprintf(p, "; Max-Age=%T", max_age);
@@ -3204,13 +3204,17 @@ ngx_http_kanka_oauth_hide_args(ngx_http_request_t *r)
 
 
 static ngx_int_t
-ngx_http_kanka_oauth_random(ngx_http_request_t *r, u_char *buf, size_t len)
+ngx_http_kanka_oauth_new_id(ngx_http_request_t *r, u_char *id)
 {
-    if (RAND_bytes(buf, (int) len) != 1) {
+    u_char  raw[KANKA_ID_RAW];
+
+    if (RAND_bytes(raw, KANKA_ID_RAW) != 1) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "kanka_oauth: RAND_bytes() failed");
         return NGX_ERROR;
     }
+
+    kanka_id_encode(id, raw);
 
     return NGX_OK;
 }

@@ -1,25 +1,38 @@
 
 /*
- * The shared-memory store: a red-black tree of records keyed by the first
- * bytes of their ids, and a queue from the most to the least recently used.
- * All work happens under the slab pool's own mutex, which the master frees
- * when a worker dies holding it.
+ * The shared-memory store: a hash table of records by id, sized by the
+ * zone when it is made, and a queue of them, newest first, that eviction
+ * walks from the cold end.  All work happens under the slab pool's own
+ * mutex, which the master frees when a worker dies holding it.
+ *
+ * A look-up touches the bucket and the record, and nothing else: a
+ * record read is only marked as used.  Eviction gives a marked record a
+ * second chance, moving it to the front, instead of every read moving it
+ * there and touching its neighbours, which in a large zone are as cold
+ * as the record was.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 
+#include <openssl/rand.h>
+
 #include "ngx_http_kanka_oauth_store.h"
 
 
-#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4103    /* layout version */
+#define NGX_HTTP_KANKA_OAUTH_MAGIC      0x4b4f4104    /* layout version */
 #define NGX_HTTP_KANKA_OAUTH_LOG_EVERY  60
+#define NGX_HTTP_KANKA_OAUTH_BUCKET     1024          /* of zone a bucket */
+#define NGX_HTTP_KANKA_OAUTH_SPARE      8             /* second chances */
 
+
+typedef struct ngx_http_kanka_oauth_node_s  ngx_http_kanka_oauth_node_t;
 
 struct ngx_http_kanka_oauth_shctx_s {
-    ngx_rbtree_t                    rbtree;
-    ngx_rbtree_node_t               sentinel;
+    ngx_http_kanka_oauth_node_t   **buckets;
+    uint64_t                        mult;           /* random, odd */
+    ngx_uint_t                      shift;
     ngx_queue_t                     queue;
     ngx_uint_t                      magic;
     ngx_uint_t                      records;
@@ -28,11 +41,12 @@ struct ngx_http_kanka_oauth_shctx_s {
 };
 
 
-typedef struct {
-    ngx_rbtree_node_t               node;
+struct ngx_http_kanka_oauth_node_s {
+    ngx_http_kanka_oauth_node_t    *next;           /* in the bucket */
     ngx_queue_t                     queue;
     u_char                          kind;
-    u_char                          id[KANKA_ID_RAW];
+    u_char                          used;           /* read since it moved */
+    u_char                          id[KANKA_ID_LEN];
     time_t                          created;
     time_t                          expires;
     time_t                          token_expires;
@@ -45,12 +59,11 @@ typedef struct {
     ngx_uint_t                      rechecks;
     uint16_t                        len[NGX_HTTP_KANKA_OAUTH_NFIELDS];
     u_char                          data[1];
-} ngx_http_kanka_oauth_node_t;
+};
 
 
-static void ngx_http_kanka_oauth_rbtree_insert_value(
-    ngx_rbtree_node_t *temp, ngx_rbtree_node_t *node,
-    ngx_rbtree_node_t *sentinel);
+static ngx_http_kanka_oauth_node_t **ngx_http_kanka_oauth_bucket(
+    ngx_http_kanka_oauth_zone_t *zone, u_char *id);
 static ngx_http_kanka_oauth_node_t *ngx_http_kanka_oauth_lookup(
     ngx_http_kanka_oauth_zone_t *zone, u_char *id);
 static void ngx_http_kanka_oauth_expire(ngx_http_kanka_oauth_zone_t *zone,
@@ -61,8 +74,8 @@ static void ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
     ngx_http_kanka_oauth_record_t *rec, ngx_http_kanka_oauth_node_t *old);
 static void ngx_http_kanka_oauth_remove(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_node_t *kn);
-static ngx_uint_t ngx_http_kanka_oauth_equal(const u_char *a, const u_char *b,
-    size_t len);
+static ngx_uint_t ngx_http_kanka_oauth_equal(const u_char *a,
+    const u_char *b);
 
 
 ngx_int_t
@@ -71,6 +84,7 @@ ngx_http_kanka_oauth_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_kanka_oauth_zone_t  *ozone = data;
 
     size_t                        len;
+    ngx_uint_t                    n, bits;
     ngx_http_kanka_oauth_zone_t  *zone;
 
     zone = shm_zone->data;
@@ -96,8 +110,34 @@ ngx_http_kanka_oauth_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     zone->shpool->data = zone->sh;
 
-    ngx_rbtree_init(&zone->sh->rbtree, &zone->sh->sentinel,
-                    ngx_http_kanka_oauth_rbtree_insert_value);
+    /* about a bucket for every record the zone can hold */
+
+    for (n = 2, bits = 1;
+         n * NGX_HTTP_KANKA_OAUTH_BUCKET < shm_zone->shm.size;
+         n *= 2, bits++)
+    {
+        /* void */
+    }
+
+    zone->sh->buckets = ngx_slab_calloc(zone->shpool,
+                                    n * sizeof(ngx_http_kanka_oauth_node_t *));
+    if (zone->sh->buckets == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->shift = 64 - bits;
+
+    /*
+     * ids of bearer records are digests of tokens that a client chooses:
+     * a secret multiplier keeps it from choosing their buckets too
+     */
+
+    if (RAND_bytes((u_char *) &zone->sh->mult, sizeof(uint64_t)) != 1) {
+        return NGX_ERROR;
+    }
+
+    zone->sh->mult |= 1;
+
     ngx_queue_init(&zone->sh->queue);
 
     zone->sh->magic = NGX_HTTP_KANKA_OAUTH_MAGIC;
@@ -144,7 +184,7 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_record_t *rec, ngx_log_t *log)
 {
     ngx_uint_t                    i;
-    ngx_http_kanka_oauth_node_t  *kn, *old;
+    ngx_http_kanka_oauth_node_t  *kn, *old, **b;
 
     for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
         if (rec->field[i].len > 0xffff) {
@@ -182,7 +222,10 @@ ngx_http_kanka_oauth_store_put(ngx_http_kanka_oauth_zone_t *zone,
         ngx_http_kanka_oauth_remove(zone, old);
     }
 
-    ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
+    b = ngx_http_kanka_oauth_bucket(zone, kn->id);
+    kn->next = *b;
+    *b = kn;
+
     ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
     zone->sh->records++;
 
@@ -204,7 +247,7 @@ ngx_http_kanka_oauth_store_update(ngx_http_kanka_oauth_zone_t *zone,
 {
     size_t                        size;
     ngx_uint_t                    i;
-    ngx_http_kanka_oauth_node_t  *kn, *old;
+    ngx_http_kanka_oauth_node_t  *kn, *old, **b;
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -242,10 +285,19 @@ ngx_http_kanka_oauth_store_update(ngx_http_kanka_oauth_zone_t *zone,
 
     ngx_http_kanka_oauth_fill(kn, rec, old);
 
-    ngx_rbtree_delete(&zone->sh->rbtree, &old->node);
+    /* the new node takes the old one's place in the bucket */
+
+    for (b = ngx_http_kanka_oauth_bucket(zone, old->id); *b != old;
+         b = &(*b)->next)
+    {
+        /* void */
+    }
+
+    kn->next = old->next;
+    *b = kn;
+
     ngx_slab_free_locked(zone->shpool, old);
 
-    ngx_rbtree_insert(&zone->sh->rbtree, &kn->node);
     ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
@@ -295,18 +347,23 @@ ngx_http_kanka_oauth_store_release(ngx_http_kanka_oauth_zone_t *zone,
 }
 
 
-/* with the lock held: a node, evicting the least recently used for room */
+/*
+ * With the lock held: a node, evicting from the cold end of the queue for
+ * room.  A record read since it was last there goes to the front instead,
+ * a few of them an allocation at most.
+ */
 
 static ngx_http_kanka_oauth_node_t *
 ngx_http_kanka_oauth_alloc(ngx_http_kanka_oauth_zone_t *zone, size_t size,
     ngx_log_t *log)
 {
     time_t                        now;
-    ngx_uint_t                    evicted;
+    ngx_uint_t                    evicted, spared;
     ngx_queue_t                  *q;
     ngx_http_kanka_oauth_node_t  *kn;
 
     evicted = 0;
+    spared = 0;
 
     for ( ;; ) {
         kn = ngx_slab_alloc_locked(zone->shpool, size);
@@ -323,8 +380,17 @@ ngx_http_kanka_oauth_alloc(ngx_http_kanka_oauth_zone_t *zone, size_t size,
         }
 
         q = ngx_queue_last(&zone->sh->queue);
-        ngx_http_kanka_oauth_remove(zone,
-                      ngx_queue_data(q, ngx_http_kanka_oauth_node_t, queue));
+        kn = ngx_queue_data(q, ngx_http_kanka_oauth_node_t, queue);
+
+        if (kn->used && spared < NGX_HTTP_KANKA_OAUTH_SPARE) {
+            kn->used = 0;
+            ngx_queue_remove(q);
+            ngx_queue_insert_head(&zone->sh->queue, q);
+            spared++;
+            continue;
+        }
+
+        ngx_http_kanka_oauth_remove(zone, kn);
         evicted++;
     }
 
@@ -357,7 +423,7 @@ ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
 
     if (old) {
         kn->kind = old->kind;
-        ngx_memcpy(kn->id, old->id, KANKA_ID_RAW);
+        ngx_memcpy(kn->id, old->id, KANKA_ID_LEN);
         kn->created = old->created;
         kn->expires = old->expires;
         kn->token_expires = old->token_expires;
@@ -372,7 +438,7 @@ ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
 
     } else {
         kn->kind = (u_char) rec->kind;
-        ngx_memcpy(kn->id, rec->id, KANKA_ID_RAW);
+        ngx_memcpy(kn->id, rec->id, KANKA_ID_LEN);
         kn->created = rec->created;
         kn->expires = rec->expires;
         kn->checked = rec->checked;
@@ -417,7 +483,7 @@ ngx_http_kanka_oauth_fill(ngx_http_kanka_oauth_node_t *kn,
         }
     }
 
-    ngx_memcpy(&kn->node.key, kn->id, sizeof(ngx_rbtree_key_t));
+    kn->used = 0;
 }
 
 
@@ -427,7 +493,7 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
     ngx_pool_t *pool)
 {
     size_t                        size;
-    u_char                       *p, *src;
+    u_char                       *p, *src, *from;
     time_t                        now;
     ngx_uint_t                    i, fields;
     ngx_http_kanka_oauth_node_t  *kn;
@@ -506,14 +572,9 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
         if (how->deadline && kn->expires > kn->created + how->deadline) {
             kn->expires = kn->created + how->deadline;
         }
-
-        if (!how->take && ngx_queue_prev(&kn->queue)
-                          != ngx_queue_sentinel(&zone->sh->queue))
-        {
-            ngx_queue_remove(&kn->queue);
-            ngx_queue_insert_head(&zone->sh->queue, &kn->queue);
-        }
     }
+
+    kn->used = !how->take;
 
     rec->expires = kn->expires;
     rec->checked = kn->checked;
@@ -553,7 +614,7 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
 
     size = how->reserve;
 
-    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+    for (i = 0; fields >> i; i++) {
         if (fields & (1 << i)) {
             size += kn->len[i];
         }
@@ -567,20 +628,40 @@ ngx_http_kanka_oauth_store_get(ngx_http_kanka_oauth_zone_t *zone,
 
     p += how->reserve;
     src = kn->data;
+    from = NULL;
 
-    for (i = 0; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+    /* fields wanted that lie side by side are copied at once */
+
+    for (i = 0; fields >> i; i++) {
 
         if (fields & (1 << i)) {
-            rec->field[i].data = p;
+            if (from == NULL) {
+                from = src;
+            }
+
+            rec->field[i].data = p + (src - from);
             rec->field[i].len = kn->len[i];
-            p = ngx_cpymem(p, src, kn->len[i]);
 
         } else {
+            if (from) {
+                p = ngx_cpymem(p, from, src - from);
+                from = NULL;
+            }
+
             rec->field[i].len = 0;
             rec->field[i].data = NULL;
         }
 
         src += kn->len[i];
+    }
+
+    if (from) {
+        ngx_memcpy(p, from, src - from);
+    }
+
+    for ( /* void */ ; i < NGX_HTTP_KANKA_OAUTH_NFIELDS; i++) {
+        rec->field[i].len = 0;
+        rec->field[i].data = NULL;
     }
 
     if (how->take) {
@@ -619,98 +700,45 @@ ngx_http_kanka_oauth_store_delete(ngx_http_kanka_oauth_zone_t *zone,
 
 
 /*
- * The tree is searched by the selector half of an id only, so the time a
- * lookup takes says nothing about the verifier half, which is compared in
- * constant time.
+ * Multiplicative hashing of the id's first bytes: ids of sessions and
+ * logins are random, and the multiplier is a secret of the zone.
+ */
+
+static ngx_http_kanka_oauth_node_t **
+ngx_http_kanka_oauth_bucket(ngx_http_kanka_oauth_zone_t *zone, u_char *id)
+{
+    uint64_t  key;
+
+    ngx_memcpy(&key, id, sizeof(uint64_t));
+
+    return &zone->sh->buckets[(key * zone->sh->mult) >> zone->sh->shift];
+}
+
+
+/*
+ * Every id in the bucket is compared whole and in constant time: how long
+ * a look-up takes tells nothing of the ids that the zone holds.
  */
 
 static ngx_http_kanka_oauth_node_t *
 ngx_http_kanka_oauth_lookup(ngx_http_kanka_oauth_zone_t *zone, u_char *id)
 {
-    ngx_int_t                     rc;
-    ngx_rbtree_key_t              key;
-    ngx_rbtree_node_t            *node, *sentinel;
     ngx_http_kanka_oauth_node_t  *kn;
 
-    ngx_memcpy(&key, id, sizeof(ngx_rbtree_key_t));
-
-    node = zone->sh->rbtree.root;
-    sentinel = zone->sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (key < node->key) {
-            node = node->left;
-            continue;
+    for (kn = *ngx_http_kanka_oauth_bucket(zone, id); kn; kn = kn->next) {
+        if (ngx_http_kanka_oauth_equal(id, kn->id)) {
+            return kn;
         }
-
-        if (key > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        kn = (ngx_http_kanka_oauth_node_t *) node;
-
-        rc = ngx_memcmp(id, kn->id, NGX_HTTP_KANKA_OAUTH_SELECTOR);
-
-        if (rc == 0) {
-            if (ngx_http_kanka_oauth_equal(id + NGX_HTTP_KANKA_OAUTH_SELECTOR,
-                                       kn->id + NGX_HTTP_KANKA_OAUTH_SELECTOR,
-                                       KANKA_ID_RAW
-                                       - NGX_HTTP_KANKA_OAUTH_SELECTOR))
-            {
-                return kn;
-            }
-
-            return NULL;
-        }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
 }
 
 
-static void
-ngx_http_kanka_oauth_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t            **p;
-    ngx_http_kanka_oauth_node_t   *kn, *knt;
-
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            kn = (ngx_http_kanka_oauth_node_t *) node;
-            knt = (ngx_http_kanka_oauth_node_t *) temp;
-
-            p = (ngx_memcmp(kn->id, knt->id, NGX_HTTP_KANKA_OAUTH_SELECTOR)
-                 < 0) ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
-
-
-/* drops at most n expired records from the cold end of the queue */
+/*
+ * Looks at n records at most from the cold end of the queue: drops those
+ * expired and sends those read lately to the front
+ */
 
 static void
 ngx_http_kanka_oauth_expire(ngx_http_kanka_oauth_zone_t *zone, ngx_uint_t n)
@@ -725,11 +753,18 @@ ngx_http_kanka_oauth_expire(ngx_http_kanka_oauth_zone_t *zone, ngx_uint_t n)
         q = ngx_queue_last(&zone->sh->queue);
         kn = ngx_queue_data(q, ngx_http_kanka_oauth_node_t, queue);
 
-        if (kn->expires >= now) {
+        if (kn->expires < now) {
+            ngx_http_kanka_oauth_remove(zone, kn);
+            continue;
+        }
+
+        if (!kn->used) {
             return;
         }
 
-        ngx_http_kanka_oauth_remove(zone, kn);
+        kn->used = 0;
+        ngx_queue_remove(q);
+        ngx_queue_insert_head(&zone->sh->queue, q);
     }
 }
 
@@ -738,24 +773,41 @@ static void
 ngx_http_kanka_oauth_remove(ngx_http_kanka_oauth_zone_t *zone,
     ngx_http_kanka_oauth_node_t *kn)
 {
+    ngx_http_kanka_oauth_node_t  **b;
+
+    for (b = ngx_http_kanka_oauth_bucket(zone, kn->id); *b != kn;
+         b = &(*b)->next)
+    {
+        /* void */
+    }
+
+    *b = kn->next;
+
     ngx_queue_remove(&kn->queue);
-    ngx_rbtree_delete(&zone->sh->rbtree, &kn->node);
     ngx_slab_free_locked(zone->shpool, kn);
     zone->sh->records--;
 }
 
 
+/* a word at a time, the last one overlapping the one before it */
+
 static ngx_uint_t
-ngx_http_kanka_oauth_equal(const u_char *a, const u_char *b, size_t len)
+ngx_http_kanka_oauth_equal(const u_char *a, const u_char *b)
 {
-    u_char  diff;
-    size_t  i;
+    size_t    i;
+    uint64_t  x, y, diff;
 
     diff = 0;
 
-    for (i = 0; i < len; i++) {
-        diff |= a[i] ^ b[i];
+    for (i = 0; i + 8 < KANKA_ID_LEN; i += 8) {
+        ngx_memcpy(&x, a + i, 8);
+        ngx_memcpy(&y, b + i, 8);
+        diff |= x ^ y;
     }
+
+    ngx_memcpy(&x, a + KANKA_ID_LEN - 8, 8);
+    ngx_memcpy(&y, b + KANKA_ID_LEN - 8, 8);
+    diff |= x ^ y;
 
     return diff == 0;
 }

@@ -25,12 +25,15 @@
 #define NGX_HTTP_KANKA_OAUTH_BEARER     3     /* a token Kanka accepted */
 #define NGX_HTTP_KANKA_OAUTH_REJECTED   4     /* a token Kanka refused */
 
-/* the fields of a session */
+/*
+ * The fields of a session, in the order they lie in the zone: those that
+ * every request reads come first, together, so that one copy takes them
+ */
 #define NGX_HTTP_KANKA_OAUTH_ACCESS     0
-#define NGX_HTTP_KANKA_OAUTH_REFRESH    1
-#define NGX_HTTP_KANKA_OAUTH_USER_ID    2
-#define NGX_HTTP_KANKA_OAUTH_USER_NAME  3
-#define NGX_HTTP_KANKA_OAUTH_CAMPAIGNS  4     /* uint64_t ids */
+#define NGX_HTTP_KANKA_OAUTH_USER_ID    1
+#define NGX_HTTP_KANKA_OAUTH_USER_NAME  2
+#define NGX_HTTP_KANKA_OAUTH_CAMPAIGNS  3     /* uint64_t ids */
+#define NGX_HTTP_KANKA_OAUTH_REFRESH    4
 
 /* the fields of a pending login */
 #define NGX_HTTP_KANKA_OAUTH_VERIFIER   0
@@ -39,9 +42,6 @@
 #define NGX_HTTP_KANKA_OAUTH_RETRY      3
 
 #define NGX_HTTP_KANKA_OAUTH_NFIELDS    5
-
-/* the first half of an id finds the record, the second half proves it */
-#define NGX_HTTP_KANKA_OAUTH_SELECTOR   (KANKA_ID_RAW / 2)
 
 /* what a get says of the session's token, or of its campaigns */
 #define NGX_HTTP_KANKA_OAUTH_FRESH      0   /* use it */
@@ -52,7 +52,7 @@
 
 typedef struct {
     ngx_uint_t          kind;             /* 0: any, told by a get */
-    u_char              id[KANKA_ID_RAW];
+    u_char              id[KANKA_ID_LEN];   /* as cookies carry it */
     time_t              created;
     time_t              expires;          /* the record goes then */
     time_t              token_expires;

@@ -1,5 +1,5 @@
 # Sessions in the shared-memory zone: idle timeout and absolute lifetime,
-# eviction of the least recently used when the zone is full, survival
+# eviction of idle sessions when the zone is full, survival
 # across reloads and worker crashes, and several tabs logging in at once.
 
 use strict;
@@ -163,6 +163,23 @@ sub gated {
     my @warn = grep { /\[warn\].*kanka_oauth zone "kanka" is full/ }
                split /\n/, $t->log_since($from);
     is(scalar @warn, 1, 'one warning for many evictions');
+}
+
+# a session in use is spared: eviction sends a record read since its last
+# turn to the front instead, and takes an idle one
+
+{
+    my ($used) = login('/used');
+    my ($idle) = login('/idle');
+    my @kept;
+
+    for my $i (1 .. 40) {
+        login("/m$i");
+        push @kept, gated($used, "/used$i");
+    }
+
+    is(scalar(grep { $_ } @kept), 40, 'a session in use survives a full zone');
+    is($idle->get('/idle')->{status}, 302, 'an idle older one was evicted');
 }
 
 $t->stop();

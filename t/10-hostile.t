@@ -753,10 +753,10 @@ my %b64 = map { $b64[$_] => $_ } 0 .. 63;
 # bits too many, which a decoder that ignores them would accept
 my $alias = substr($id, 0, 42) . $b64[ $b64{ substr $id, 42 } | 1 ];
 
-# the selector half of the real id and a verifier half of another
+# the first half of the real id and the second half of another
 my $selector = substr($id, 0, 22) . substr(random_id(), 22);
 
-# one bit of the verifier half flipped
+# one bit of the second half flipped
 my $flipped = substr($id, 0, 30) . $b64[ $b64{ substr $id, 30, 1 } ^ 1 ]
               . substr($id, 31);
 
@@ -790,8 +790,10 @@ my @cookie_rows = (
     ['a "/" first', 'kanka_session=/' . substr($id, 1), 302],
     ['percent-encoded', 'kanka_session=' . escape_all($id), 302],
     ['the last character not canonical', "kanka_session=$alias", 302],
-    ['the selector right, the verifier not', "kanka_session=$selector", 302],
-    ['one bit of the verifier flipped', "kanka_session=$flipped", 302],
+    ['the first half right, the rest not', "kanka_session=$selector", 302],
+    ['the first 8 characters right: the same bucket',
+     'kanka_session=' . substr($id, 0, 8) . substr(random_id(), 8), 302],
+    ['one bit of the second half flipped', "kanka_session=$flipped", 302],
     ['a forged id of the right form', 'kanka_session=' . random_id(), 302],
     ['one quote only', qq{kanka_session="$id}, 302],
     ['empty', 'kanka_session=', 302],

@@ -100,9 +100,11 @@ sub base_url {
 
 
 # a server with ungated and gated locations, static and proxied (the
-# gated ones with the token passed on, or kept); the same locations without
-# the module when "plain" is set.  The paths are of one length, so that
-# parsing them costs the same.
+# gated ones with the token passed on, or kept; an ungated one that sends
+# the upstream an Authorization header of a Kanka token's size from the
+# configuration, so that the upstream gets the same bytes as from the gate
+# with pass_token); the same locations without the module when "plain" is
+# set.  The paths are of one length, so that parsing them costs the same.
 
 sub gate_conf {
     my (%o) = @_;
@@ -126,6 +128,7 @@ EOF
     my $gate = 'kanka_oauth on;';
     my $pass = 'kanka_oauth_pass_token on;';
     my $keep = 'kanka_oauth_pass_token off;';
+    my $fixed = 'Bearer ' . ('t' x $ACCESS_LEN);
 
     if ($o{plain}) {
         $http = $server = $gate = $pass = $keep = '';
@@ -183,6 +186,13 @@ $server
             proxy_pass http://backend;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }
+
+        location /open-token/ {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Authorization "$fixed";
         }
     }
 

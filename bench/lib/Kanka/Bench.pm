@@ -690,6 +690,7 @@ sub spawn_logins {
             my $socks = {};
 
             POSIX::nice($o{nice}) if $o{nice};
+            idle_class($$) if $o{idle};
 
             srand($$ ^ time);
             sleep rand $o{stagger} if $o{stagger};
@@ -716,6 +717,18 @@ sub spawn_logins {
     }
 
     return \@pids;
+}
+
+
+# Linux's SCHED_IDLE for a process and its threads (0 puts it back): it
+# runs on a core that nothing else wants, and never holds one back from
+# a process that wakes.  chrt is in util-linux, on every Debian.
+sub idle_class {
+    my ($pid, $off) = @_;
+
+    system('chrt', '-a', $off ? ('--other', '-p', 0, $pid)
+                              : ('--idle', '-p', 0, $pid)) == 0
+        or die "chrt failed for $pid\n";
 }
 
 

@@ -46,6 +46,7 @@ sub new {
         rounds  => $o{rounds} // 5,
         seconds => $o{seconds} // 4,
         verbose => $o{verbose},
+        perf    => $o{perf},
         log     => $o{log} // \*STDERR,
         pid     => $$,
     }, $class;
@@ -340,8 +341,11 @@ sub wrk {
     push @cmd, @{ $o{args} || [] };
 
     my @pids = @{ $o{pids} || [] };
+    my $perf = $self->perf_start($o{name}, @pids);
     my $cpu = @pids ? cpu(@pids) : undef;
     my $out = $self->capture(\@cmd, $o{pid_cb});
+
+    $self->perf_stop($perf);
     my $r = parse_wrk($out);
 
     # the workers' CPU time a request: what the machine's other load
@@ -366,6 +370,44 @@ sub wrk {
     }
 
     return $r;
+}
+
+
+# with a directory for profiles, "perf record" samples the workers while
+# wrk runs, a file for each variant (the last round's); the figures of
+# such a run carry perf's own cost
+
+sub perf_start {
+    my ($self, $name, @pids) = @_;
+
+    return undef unless $self->{perf} && @pids && defined $name;
+
+    (my $file = "$self->{perf}/$name.data") =~ s/[^\w\/.-]/_/g;
+
+    my $pid = fork // die "fork: $!\n";
+
+    if (!$pid) {
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', '/dev/null';
+        exec 'perf', 'record', '-q', '-e', 'cpu-clock', '-g', '-o', $file,
+             '-p', join(',', @pids)
+            or POSIX::_exit(127);
+    }
+
+    $KIDS{$pid} = $$;
+
+    return $pid;
+}
+
+
+sub perf_stop {
+    my ($self, $pid) = @_;
+
+    return unless $pid;
+
+    kill 'INT', $pid;
+    waitpid $pid, 0;
+    delete $KIDS{$pid};
 }
 
 

@@ -44,8 +44,9 @@ function init(args)
    width = #records[1]
 
    for _, record in ipairs(records) do
-      assert(#record == width, "cookies of different lengths in "
-                               .. args[1])
+      assert(#record == width, "requests of different lengths: cookies"
+                               .. " of different lengths in " .. args[1]
+                               .. ", or a spread over 9,999,999")
    end
 
    requests = table.concat(records)

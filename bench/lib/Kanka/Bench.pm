@@ -384,6 +384,9 @@ sub perf_start {
 
     (my $file = "$self->{perf}/$name.data") =~ s/[^\w\/.-]/_/g;
 
+    # perf would keep the round before as .old
+    unlink $file;
+
     my $pid = fork // die "fork: $!\n";
 
     if (!$pid) {
